@@ -1,0 +1,44 @@
+"""The one CLI, `quorum`. Each area registers its commands from `quorum.commands.<area>`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from quorum.config import ConfigError
+
+app = typer.Typer(
+    name="quorum",
+    help="AI-consensus leverage trading for Binance USDⓈ-M perpetuals. Paper first; measured, not claimed.",
+    no_args_is_help=False,
+    add_completion=False,
+)
+
+# Modules under quorum.commands that define `register(app)`; each is owned by one area.
+COMMAND_MODULES = ("db", "market", "decide", "backtest", "service", "report")
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        qualified = f"quorum.commands.{name}"
+        try:
+            module = importlib.import_module(qualified)
+        except ModuleNotFoundError as exc:
+            if exc.name == qualified:
+                continue  # area not built yet
+            raise
+        module.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    """Console entry point: config problems become one clear line and exit code 2."""
+    try:
+        app()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
