@@ -7,7 +7,6 @@ and says how to start one.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -71,7 +70,7 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, timeou
         pool = await asyncpg.create_pool(
             url, min_size=min_size, max_size=max_size, timeout=timeout, init=_init_connection
         )
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatabaseUnavailable(
             f"cannot connect to Postgres at {redact_url(url)}: {type(exc).__name__}: {exc}. "
             "Start one (e.g. `docker compose up -d postgres` or "
@@ -85,7 +84,7 @@ async def connect(url: str, timeout: float = 10.0) -> asyncpg.Connection:
     """One connection with the same error handling as `create_pool`."""
     try:
         conn = await asyncpg.connect(url, timeout=timeout)
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise DatabaseUnavailable(
             f"cannot connect to Postgres at {redact_url(url)}: {type(exc).__name__}: {exc}. "
             "Start one (e.g. `docker compose up -d postgres`), or unset DATABASE_URL to use the embedded one."

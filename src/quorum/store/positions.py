@@ -1,0 +1,148 @@
+"""Positions: open, update the risk state (stop, peak, trailing, partials), reduce, close.
+
+The row mirrors `PositionState`; closing computes net P&L = gross − fees − funding so every
+number in the record already includes costs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from quorum.domain.models import PositionState, Side
+
+
+def ms_to_dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def dt_to_ms(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)
+
+
+def _f(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def row_to_state(row: asyncpg.Record) -> PositionState:
+    return PositionState(
+        symbol=row["symbol"],
+        side=Side(row["side"]),
+        entry_price=float(row["entry_price"]),
+        quantity=float(row["quantity"]),
+        initial_quantity=float(row["initial_quantity"]),
+        initial_stop=float(row["initial_stop"]),
+        stop_price=float(row["stop_price"]),
+        take_profit=_f(row["take_profit"]),
+        leverage=float(row["leverage"]),
+        opened_ms=dt_to_ms(row["opened_at"]),
+        peak_price=float(row["peak_price"]),
+        liquidation_price=_f(row["liquidation_price"]),
+        trailing_active=row["trailing_active"],
+        partials_done=row["partials_done"],
+        atr=_f(row["atr"]),
+        position_id=row["id"],
+        decision_id=row["decision_id"],
+    )
+
+
+class PositionRepository:
+    """Persistence of positions for one trading mode."""
+
+    def __init__(self, pool: asyncpg.Pool, mode: str) -> None:
+        self._pool = pool
+        self.mode = mode
+
+    async def open(
+        self,
+        state: PositionState,
+        *,
+        margin_mode: str = "isolated",
+        margin: float | None = None,
+        risk_usd: float | None = None,
+        fees: float = 0.0,
+        conn: asyncpg.Connection | None = None,
+    ) -> str:
+        """Insert an open position; `state.position_id` is required (the caller chooses ids)."""
+        if not state.position_id:
+            raise ValueError("position_id is required")
+        sql = """INSERT INTO positions (id, mode, symbol, side, status, entry_price, quantity,
+                     initial_quantity, leverage, margin_mode, margin, initial_stop, stop_price,
+                     take_profit, peak_price, trailing_active, partials_done, liquidation_price,
+                     atr, risk_usd, decision_id, opened_at, fees)
+                 VALUES ($1,$2,$3,$4,'open',$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22)"""
+        args = (
+            state.position_id, self.mode, state.symbol, state.side.value, state.entry_price,
+            state.quantity, state.initial_quantity, state.leverage, margin_mode, margin,
+            state.initial_stop, state.stop_price, state.take_profit, state.peak_price,
+            state.trailing_active, state.partials_done, state.liquidation_price, state.atr,
+            risk_usd, state.decision_id, ms_to_dt(state.opened_ms), fees,
+        )
+        if conn is not None:
+            await conn.execute(sql, *args)
+        else:
+            await self._pool.execute(sql, *args)
+        return state.position_id
+
+    async def get(self, position_id: str) -> PositionState | None:
+        row = await self._pool.fetchrow("SELECT * FROM positions WHERE id = $1", position_id)
+        return row_to_state(row) if row else None
+
+    async def get_row(self, position_id: str) -> dict[str, Any] | None:
+        row = await self._pool.fetchrow("SELECT * FROM positions WHERE id = $1", position_id)
+        return dict(row) if row else None
+
+    async def open_positions(self) -> list[PositionState]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM positions WHERE mode = $1 AND status = 'open' ORDER BY opened_at", self.mode
+        )
+        return [row_to_state(r) for r in rows]
+
+    async def open_for_symbol(self, symbol: str) -> PositionState | None:
+        row = await self._pool.fetchrow(
+            "SELECT * FROM positions WHERE mode = $1 AND symbol = $2 AND status = 'open'", self.mode, symbol
+        )
+        return row_to_state(row) if row else None
+
+    async def update_risk_state(self, state: PositionState, conn: asyncpg.Connection | None = None) -> None:
+        """Persist stop, peak, trailing flag, partial progress, quantity and liquidation price."""
+        sql = """UPDATE positions SET stop_price=$2, peak_price=$3, trailing_active=$4, partials_done=$5,
+                        quantity=$6, liquidation_price=$7, take_profit=$8, updated_at=now()
+                 WHERE id=$1 AND status='open'"""
+        args = (state.position_id, state.stop_price, state.peak_price, state.trailing_active,
+                state.partials_done, state.quantity, state.liquidation_price, state.take_profit)
+        result = await (conn or self._pool).execute(sql, *args)
+        if result != "UPDATE 1":
+            raise LookupError(f"no open position {state.position_id}")
+
+    async def add_costs(self, position_id: str, *, fees: float = 0.0, funding: float = 0.0,
+                        conn: asyncpg.Connection | None = None) -> None:
+        """Add fees paid and funding paid (+) / received (−) to a position."""
+        await (conn or self._pool).execute(
+            "UPDATE positions SET fees = fees + $2, funding = funding + $3, updated_at=now() WHERE id=$1",
+            position_id, fees, funding,
+        )
+
+    async def close(
+        self,
+        position_id: str,
+        *,
+        exit_price: float,
+        gross_pnl: float,
+        exit_reason: str,
+        closed_ms: int,
+        conn: asyncpg.Connection | None = None,
+    ) -> float:
+        """Close a position; net P&L = gross − fees − funding (fees/funding already added).
+        Returns the net P&L."""
+        net = await (conn or self._pool).fetchval(
+            """UPDATE positions SET status='closed', quantity=0, exit_price=$2, gross_pnl=$3,
+                      net_pnl=$3 - fees - funding, exit_reason=$4, closed_at=$5, updated_at=now()
+               WHERE id=$1 AND status='open' RETURNING net_pnl""",
+            position_id, exit_price, gross_pnl, exit_reason, ms_to_dt(closed_ms),
+        )
+        if net is None:
+            raise LookupError(f"no open position {position_id}")
+        return float(net)

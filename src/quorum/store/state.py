@@ -1,0 +1,103 @@
+"""Bot state (key → JSON value), alerts, equity snapshots and go-live overrides."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+
+class StateRepository:
+    """Key/value state in `bot_state` (JSON values)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        value = await self._pool.fetchval("SELECT value FROM bot_state WHERE key = $1", key)
+        return default if value is None else value
+
+    async def set(self, key: str, value: Any, conn: asyncpg.Connection | None = None) -> None:
+        await (conn or self._pool).execute(
+            """INSERT INTO bot_state (key, value, updated_at) VALUES ($1, $2, now())
+               ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()""",
+            key, value,
+        )
+
+    async def delete(self, key: str) -> None:
+        await self._pool.execute("DELETE FROM bot_state WHERE key = $1", key)
+
+
+class AlertRepository:
+    """Alerts with a severity; an unresolved critical alert blocks the go-live gate."""
+
+    def __init__(self, pool: asyncpg.Pool, mode: str) -> None:
+        self._pool = pool
+        self.mode = mode
+
+    async def raise_alert(self, severity: str, kind: str, message: str, *, symbol: str | None = None,
+                          details: dict[str, Any] | None = None) -> int:
+        alert_id: int = await self._pool.fetchval(
+            """INSERT INTO alerts (mode, severity, kind, symbol, message, details)
+               VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
+            self.mode, severity, kind, symbol, message, details or {},
+        )
+        return alert_id
+
+    async def resolve(self, alert_id: int) -> None:
+        await self._pool.execute("UPDATE alerts SET resolved_at = now() WHERE id = $1", alert_id)
+
+    async def open_alerts(self, severity: str | None = None) -> list[dict[str, Any]]:
+        rows = await self._pool.fetch(
+            """SELECT * FROM alerts WHERE mode = $1 AND resolved_at IS NULL
+                 AND ($2::text IS NULL OR severity = $2) ORDER BY id""",
+            self.mode, severity,
+        )
+        return [dict(r) for r in rows]
+
+
+class EquityRepository:
+    """Equity snapshots (the equity curve of a paper/live record)."""
+
+    def __init__(self, pool: asyncpg.Pool, mode: str) -> None:
+        self._pool = pool
+        self.mode = mode
+
+    async def record(self, at: datetime, equity: float, wallet_balance: float,
+                     unrealized_pnl: float = 0.0, open_positions: int = 0) -> None:
+        await self._pool.execute(
+            """INSERT INTO equity_snapshots (mode, at, equity, wallet_balance, unrealized_pnl, open_positions)
+               VALUES ($1, $2, $3, $4, $5, $6)""",
+            self.mode, at, equity, wallet_balance, unrealized_pnl, open_positions,
+        )
+
+    async def series(self) -> list[tuple[datetime, float]]:
+        rows = await self._pool.fetch(
+            "SELECT at, equity FROM equity_snapshots WHERE mode = $1 ORDER BY at, id", self.mode
+        )
+        return [(r["at"], float(r["equity"])) for r in rows]
+
+    async def latest(self) -> dict[str, Any] | None:
+        row = await self._pool.fetchrow(
+            "SELECT * FROM equity_snapshots WHERE mode = $1 ORDER BY at DESC, id DESC LIMIT 1", self.mode
+        )
+        return dict(row) if row else None
+
+
+class OverrideRepository:
+    """Go-live overrides: who forced live trading past the gate, when and why."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def record(self, who: str, why: str, gate_report: dict[str, Any]) -> int:
+        oid: int = await self._pool.fetchval(
+            "INSERT INTO live_overrides (who, why, gate_report) VALUES ($1, $2, $3) RETURNING id",
+            who, why, gate_report,
+        )
+        return oid
+
+    async def latest(self) -> dict[str, Any] | None:
+        row = await self._pool.fetchrow("SELECT * FROM live_overrides ORDER BY id DESC LIMIT 1")
+        return dict(row) if row else None
