@@ -30,6 +30,7 @@ OPENAI_COMPATIBLE_DEFAULTS: dict[str, str] = {
     "llamacpp": "http://127.0.0.1:8080/v1",
 }
 KEYLESS_PROVIDERS = frozenset({"ollama", "llamacpp"})
+_SECRET_SUFFIXES = ("_API_KEY", "_API_SECRET", "_TOKEN", "_PASSWORD", "_SECRET")
 
 
 class TradingMode(StrEnum):
@@ -267,11 +268,11 @@ class Settings(BaseSettings):
             v = getattr(self, name)
             if isinstance(v, SecretStr) and v.get_secret_value():
                 values.append(v.get_secret_value())
-        env = _env_with_dotenv()
-        for provider in {m.partition(":")[0] for m in self.models}:
-            key = env.get(f"{provider.upper()}_API_KEY")
-            if key:
-                values.append(key)
+        # Provider keys are read dynamically (`<PROVIDER>_API_KEY`), so treat every such
+        # variable as a secret whether or not its provider is in MODELS.
+        for name, value in _env_with_dotenv().items():
+            if value and name.endswith(_SECRET_SUFFIXES) and value not in values:
+                values.append(value)
         return values
 
     def public_view(self) -> dict[str, Any]:
