@@ -185,6 +185,14 @@ class Settings(BaseSettings):
     telegram_chat_id: str | None = None
     telegram_api_url: str = "https://api.telegram.org"
 
+    # --- consensus (AI voters) ---
+    prompts_dir: Path | None = None
+    rules_voter: str = Field("auto", pattern="^(auto|always)$")
+    model_retry_attempts: int = Field(3, ge=1, le=10)
+    model_retry_initial_seconds: float = Field(0.5, ge=0, le=60)
+    model_retry_max_seconds: float = Field(8.0, ge=0, le=300)
+    model_max_tokens: int = Field(800, ge=64, le=32_000)
+
     @field_validator("symbols", "blocked_symbols", mode="before")
     @classmethod
     def _split_symbols(cls, value: Any) -> Any:

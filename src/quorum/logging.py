@@ -47,6 +47,28 @@ def redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> M
     return event_dict
 
 
+class _StderrLogger:
+    """structlog logger writing to the *current* sys.stderr (looked up per call, so a replaced
+    or closed stream from an earlier configuration is never used)."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = err = error = critical = exception = fatal = failure = msg
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """StreamHandler bound to whatever sys.stderr is at emit time."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record))
@@ -72,13 +94,13 @@ def configure_logging(settings: Any | None = None, *, level: str | None = None, 
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=lambda *_: _StderrLogger(),
         cache_logger_on_first_use=False,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level))
-    for noisy in ("httpx", "httpcore", "asyncio", "openai", "anthropic"):
+    for noisy in ("httpx", "httpcore", "asyncio", "openai", "anthropic", "pgserver"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, getattr(logging, level)))

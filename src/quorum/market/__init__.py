@@ -1,1 +1,13 @@
-"""Quorum market package."""
+"""Quorum market scanner: candle files, indicators, regime, snapshots, feeds.
+
+Public seams (import from the submodules; this package imports nothing heavy):
+- `data_files`: `load_candles`, `load_funding`, `discover`, `resample`, `CandleSeries`,
+  `FundingSeries`, `DataSet`, `DataFileError`, `timeframe_ms`.
+- `indicators`: `compute_indicators(series) -> IndicatorFrame`, `VIEW_FIELDS`.
+- `snapshot`: `SnapshotBuilder` (`.snapshot(t)`, `.sampled(tf, times)`, `.frame(tf)`),
+  `build_snapshots(builders, t, extras)`, `market_breadth`.
+- `render`: `render_prompt_text(snapshot)`, `render_prompt_json(snapshot)`, `to_prompt_dict(snapshot)`.
+- `feeds`: `MarketData` protocol, `ReplayMarketData`, `LookaheadError`;
+  `live`: `LiveMarketData`, `make_exchange`, `configure_endpoints`.
+- `universe`, `ratelimit` (`WeightBudget`), `download` (`quorum download`).
+"""

@@ -41,7 +41,7 @@ def start_embedded_postgres(var_dir: Path) -> str:
         import pgserver  # heavy import, only when needed
 
         data_dir.mkdir(parents=True, exist_ok=True)
-        server = pgserver.get_server(str(data_dir), cleanup_mode=None)
+        server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
         exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DB_NAME}';")
         if "1 row" not in exists:
             server.psql(f"CREATE DATABASE {EMBEDDED_DB_NAME};")
@@ -49,6 +49,13 @@ def start_embedded_postgres(var_dir: Path) -> str:
         log.info("database.embedded", data_dir=str(data_dir))
     uri: str = _embedded_servers[data_dir].get_uri(EMBEDDED_DB_NAME)
     return uri
+
+
+def stop_embedded_postgres(var_dir: Path) -> None:
+    """Stop an embedded server this process started (tests, the demo's end)."""
+    server = _embedded_servers.pop((var_dir / "pgdata").resolve(), None)
+    if server is not None:
+        server.cleanup()
 
 
 def resolve_database_url(database_url: str | None, var_dir: Path) -> str:

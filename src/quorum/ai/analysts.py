@@ -1,0 +1,291 @@
+"""Voters behind one protocol: the rules analyst and model analysts (any provider).
+
+`Analyst.vote(ctx)` returns a `Vote` or an `Abstention`. Analysts that can explain themselves
+also offer `vote_with_record(ctx, snapshot_hash)` → (result, `CallRecord`), the audit row the
+store writes to `model_votes`; the consensus engine uses it when present.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import date
+from typing import Any, Protocol, runtime_checkable
+
+import structlog
+
+from quorum import metrics
+from quorum.ai.client import Completion, Message, ModelClient
+from quorum.ai.context import VoteContext
+from quorum.ai.context import snapshot_hash as memo_hash
+from quorum.ai.cost import CostTracker, utc_day
+from quorum.ai.parsing import Limits, ParseResult, looks_like_refusal, parse_reply
+from quorum.ai.prompts import PromptLimits, PromptSet
+from quorum.ai.retry import RetryPolicy, error_kind
+from quorum.cache import Cache
+from quorum.domain.models import Abstention, Action, Vote, canonical_json
+from quorum.domain.rules import RULES_VERSION, RULES_VOTER, rules_vote
+
+log = structlog.get_logger(__name__)
+
+MAX_STORED_REPLY = 50_000  # characters of a raw reply kept in the audit row
+
+BudgetSink = Callable[[date, float, float], Awaitable[None]]
+
+
+@runtime_checkable
+class Analyst(Protocol):
+    name: str
+
+    async def vote(self, ctx: VoteContext) -> Vote | Abstention: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """Everything about one voter's answer to one question (a `model_votes` row)."""
+
+    voter: str
+    provider: str
+    model: str
+    symbol: str
+    snapshot_hash: str
+    prompt_version: str
+    raw_reply: str | None = None
+    parsed: dict[str, Any] | None = None
+    action: str | None = None
+    confidence: float | None = None
+    abstain_reason: str | None = None
+    latency_ms: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    cached: bool = False
+    error: str | None = None
+    attempts: int = 0
+    notes: tuple[str, ...] = ()
+
+
+def record_for(result: Vote | Abstention, *, provider: str, model: str, snapshot_hash: str, prompt_version: str,
+               latency_ms: int = 0, **kw: Any) -> CallRecord:
+    """A record for a result that needed no provider call (rules, replay, deadline)."""
+    if isinstance(result, Vote):
+        return CallRecord(voter=result.voter, provider=provider, model=model, symbol=result.symbol,
+                          snapshot_hash=snapshot_hash, prompt_version=prompt_version, parsed=vote_to_dict(result),
+                          action=result.action.value, confidence=result.confidence, latency_ms=latency_ms, **kw)
+    return CallRecord(voter=result.voter, provider=provider, model=model, symbol=result.symbol,
+                      snapshot_hash=snapshot_hash, prompt_version=prompt_version, abstain_reason=result.reason,
+                      latency_ms=latency_ms, **kw)
+
+
+def vote_to_dict(v: Vote) -> dict[str, Any]:
+    d = asdict(v)
+    d["action"] = v.action.value
+    d["take_profits"] = list(v.take_profits)
+    return d
+
+
+def vote_from_dict(d: dict[str, Any]) -> Vote:
+    return Vote(voter=d["voter"], symbol=d["symbol"], action=Action(d["action"]), confidence=float(d["confidence"]),
+                leverage=d.get("leverage"), stop_loss=d.get("stop_loss"),
+                take_profits=tuple(float(x) for x in d.get("take_profits") or ()), horizon=d.get("horizon"),
+                reasoning=d.get("reasoning") or "")
+
+
+class RulesAnalyst:
+    """The deterministic technical analyst (`quorum.domain.rules`) on `timeframe` (the decision
+    timeframe; None = the snapshot's first view)."""
+
+    name = RULES_VOTER
+    kind = "rules"
+
+    def __init__(self, timeframe: str | None = None) -> None:
+        self.timeframe = timeframe
+
+    async def vote(self, ctx: VoteContext) -> Vote | Abstention:
+        # Strictly the decision timeframe (as the backtester's `rules_signals` call); a snapshot
+        # without that view gives HOLD with the reason.
+        return rules_vote(ctx.snapshot, self.timeframe)
+
+    async def vote_with_record(self, ctx: VoteContext, snapshot_hash: str | None = None
+                               ) -> tuple[Vote | Abstention, CallRecord]:
+        t0 = time.perf_counter()
+        result = await self.vote(ctx)
+        ms = int((time.perf_counter() - t0) * 1000)
+        return result, record_for(result, provider="rules", model="rules",
+                                  snapshot_hash=snapshot_hash or memo_hash(ctx.snapshot),
+                                  prompt_version=RULES_VERSION, latency_ms=ms, attempts=1)
+
+
+def cache_key(snapshot_hash: str, provider: str, model: str, prompt_version: str, system_prompt: str,
+              ctx: VoteContext, *, system_digest: str | None = None) -> str:
+    """hash(snapshot, provider, model, prompt version, rendered limits, relevant account state)."""
+    digest = system_digest or hashlib.sha256(system_prompt.encode()).hexdigest()[:16]
+    material = canonical_json([snapshot_hash, provider, model, prompt_version, digest, ctx.cache_state()])
+    return "ai:vote:" + hashlib.sha256(material.encode()).hexdigest()
+
+
+class ModelAnalyst:
+    """A language-model voter: prompt → provider (with retries) → tolerant parse → validation →
+    one repair retry → vote or abstention. Cached per snapshot; priced; budget-capped."""
+
+    kind = "model"
+
+    def __init__(
+        self,
+        client: ModelClient,
+        prompts: PromptSet,
+        *,
+        prompt_limits: PromptLimits = PromptLimits(),
+        limits: Limits = Limits(),
+        retry: RetryPolicy = RetryPolicy(),
+        cache: Cache | None = None,
+        cache_ttl_seconds: float = 900.0,
+        cost: CostTracker | None = None,
+        budget_sink: BudgetSink | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.client = client
+        self.wall_clock = wall_clock
+        self.name = f"{client.provider}:{client.model}"
+        self.prompts = prompts
+        self.prompt_limits = prompt_limits
+        self.limits = limits
+        self.retry = retry
+        self.cache = cache
+        self.cache_ttl_seconds = cache_ttl_seconds
+        self.cost = cost
+        self.budget_sink = budget_sink
+        self._system = prompts.system(prompt_limits)
+        self._system_digest = hashlib.sha256(self._system.encode()).hexdigest()[:16]
+
+    async def vote(self, ctx: VoteContext) -> Vote | Abstention:
+        return (await self.vote_with_record(ctx))[0]
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    def _abstain(self, ctx: VoteContext, base: CallRecord, reason: str, kind: str, **kw: Any
+                 ) -> tuple[Abstention, CallRecord]:
+        metrics.MODEL_ERRORS.labels(self.name, kind).inc()
+        return (Abstention(self.name, ctx.snapshot.symbol, reason), replace(base, abstain_reason=reason, **kw))
+
+    async def vote_with_record(self, ctx: VoteContext, snapshot_hash: str | None = None
+                               ) -> tuple[Vote | Abstention, CallRecord]:
+        t0 = time.perf_counter()
+        shash = snapshot_hash or memo_hash(ctx.snapshot)
+        base = CallRecord(voter=self.name, provider=self.client.provider, model=self.client.model,
+                          symbol=ctx.snapshot.symbol, snapshot_hash=shash, prompt_version=self.prompts.version)
+        key = cache_key(shash, self.client.provider, self.client.model, self.prompts.version, self._system, ctx,
+                        system_digest=self._system_digest)
+        if self.cache is not None:
+            hit = await self._cache_get(key)
+            if hit is not None:
+                vote, raw, parsed = hit
+                ms = int((time.perf_counter() - t0) * 1000)
+                return vote, replace(base, raw_reply=raw, parsed=parsed, action=vote.action.value,
+                                     confidence=vote.confidence, cached=True, latency_ms=ms)
+        day = utc_day(int(self.wall_clock() * 1000))  # money is spent on the wall-clock day
+        paid = self.cost is not None and self.cost.price_of(self.client.provider, self.client.model) != (0.0, 0.0)
+        if paid and self.cost is not None and not self.cost.allowed(day):
+            if self.cost.first_exhaustion(day) and self.budget_sink is not None:
+                await self.budget_sink(day, self.cost.day_total(day), self.cost.daily_budget_usd)
+            return self._abstain(ctx, base, f"daily AI budget of {self.cost.daily_budget_usd:g} USD exhausted",
+                                 "budget")
+        messages = [Message("user", self.prompts.user(ctx))]
+        state = {"attempts": 0, "tokens_in": 0, "tokens_out": 0}
+        try:
+            completion = await self._call(messages, state)
+            raw = completion.text
+            if completion.refusal:
+                return self._finish(ctx, base, t0, state, day, raw, None, f"refused: {completion.refusal[:200]}",
+                                    "refusal")
+            result = parse_reply(raw, self.name, ctx.snapshot, self.limits)
+            if result.error is not None and looks_like_refusal(raw):
+                return self._finish(ctx, base, t0, state, day, raw, None, f"refused: {raw.strip()[:200]}",
+                                    "refusal")
+            if result.error is not None:
+                messages += [Message("assistant", raw[:4000] or "(empty)"),
+                             Message("user", self.prompts.repair(result.error))]
+                first_error = result.error
+                completion = await self._call(messages, state)
+                raw = raw + "\n--- repair reply ---\n" + completion.text
+                result = parse_reply(completion.text, self.name, ctx.snapshot, self.limits)
+                if result.error is not None:
+                    return self._finish(ctx, base, t0, state, day, raw, result,
+                                        f"invalid reply after repair: {result.error} (first: {first_error})",
+                                        "parse")
+        except Exception as exc:  # every provider failure is an abstention, never a crash
+            kind = error_kind(exc)
+            msg = f"{type(exc).__name__}: {str(exc)[:300]}"
+            return self._finish(ctx, base, t0, state, day, None, None, f"{kind}: {str(exc)[:200]}", kind, error=msg)
+        assert result.vote is not None
+        abst_or_vote, record = self._finish(ctx, base, t0, state, day, raw, result, None, None)
+        if self.cache is not None and isinstance(abst_or_vote, Vote):
+            payload = json.dumps({"vote": vote_to_dict(abst_or_vote), "raw": raw, "parsed": result.parsed})
+            try:
+                await self.cache.set(key, payload, self.cache_ttl_seconds)
+            except Exception as exc:
+                log.warning("ai.cache_set_failed", voter=self.name, error=str(exc))
+        return abst_or_vote, record
+
+    async def _cache_get(self, key: str) -> tuple[Vote, str, dict[str, Any] | None] | None:
+        assert self.cache is not None
+        try:
+            data = await self.cache.get(key)
+        except Exception as exc:  # a broken cache must not stop voting
+            log.warning("ai.cache_get_failed", voter=self.name, error=str(exc))
+            data = None
+        if data is None:
+            metrics.CACHE_MISSES.inc()
+            return None
+        try:
+            obj = json.loads(data)
+            vote = vote_from_dict(obj["vote"])
+        except (ValueError, KeyError, TypeError):
+            metrics.CACHE_MISSES.inc()
+            return None
+        metrics.CACHE_HITS.inc()
+        return vote, obj.get("raw") or "", obj.get("parsed")
+
+    async def _call(self, messages: list[Message], state: dict[str, int]) -> Completion:
+        async def once() -> Completion:
+            state["attempts"] += 1
+            metrics.MODEL_CALLS.labels(self.name).inc()
+            return await self.client.complete(self._system, list(messages))
+
+        def on_retry(exc: BaseException, attempt: int) -> None:
+            kind = error_kind(exc)
+            metrics.MODEL_ERRORS.labels(self.name, kind).inc()
+            log.info("ai.retry", voter=self.name, attempt=attempt, kind=kind)
+
+        completion = await self.retry.call(once, on_retry)
+        state["tokens_in"] += completion.tokens_in
+        state["tokens_out"] += completion.tokens_out
+        return completion
+
+    def _finish(self, ctx: VoteContext, base: CallRecord, t0: float, state: dict[str, int], day: date,
+                raw: str | None, result: ParseResult | None, reason: str | None, kind: str | None,
+                error: str | None = None) -> tuple[Vote | Abstention, CallRecord]:
+        elapsed = time.perf_counter() - t0
+        tin, tout = state["tokens_in"], state["tokens_out"]
+        usd = self.cost.cost(self.client.provider, self.client.model, tin, tout) if self.cost else 0.0
+        if self.cost is not None and usd:
+            self.cost.add(day, self.name, usd)
+        metrics.MODEL_LATENCY.labels(self.name).observe(elapsed)
+        metrics.MODEL_TOKENS.labels(self.name, "in").inc(tin)
+        metrics.MODEL_TOKENS.labels(self.name, "out").inc(tout)
+        if usd:
+            metrics.MODEL_COST.labels(self.name).inc(usd)
+        if raw is not None and len(raw) > MAX_STORED_REPLY:
+            raw = raw[:MAX_STORED_REPLY] + f"... [{len(raw) - MAX_STORED_REPLY} more characters not stored]"
+        rec = replace(base, raw_reply=raw, latency_ms=int(elapsed * 1000), tokens_in=tin, tokens_out=tout,
+                      cost_usd=usd, attempts=state["attempts"], error=error,
+                      parsed=result.parsed if result else None, notes=result.notes if result else ())
+        if reason is not None:
+            return self._abstain(ctx, rec, reason, kind or "other")
+        assert result is not None and result.vote is not None
+        v = result.vote
+        return v, replace(rec, action=v.action.value, confidence=v.confidence)

@@ -1,0 +1,190 @@
+"""Component checks behind GET /health.
+
+Each check returns a `Component(ok, detail, extra)`. /health is 200 only when every component
+is ok, i.e. when trading can proceed: the database and cache answer, market data and the
+exchange are current, enough model voters have succeeded recently, the last decision cycle is
+not stale, no breaker blocks entries and the operator has not paused or killed the engine.
+Details are short fixed texts or exception class names: never a URL, key or message that could
+carry a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from quorum.cache import Cache
+from quorum.config import Settings
+from quorum.runtime import RuntimeState, wall_ms
+
+CHECK_TIMEOUT_S = 1.0
+STALE_FACTOR = 2.0  # a scan is stale after this many scan intervals ...
+STALE_GRACE_S = 30.0  # ... plus this grace
+PROVIDER_STALE_FACTOR = 3.0
+
+
+@dataclass
+class Component:
+    ok: bool
+    detail: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "detail": self.detail, **self.extra}
+
+
+async def check_database(pool: asyncpg.Pool | None) -> Component:
+    if pool is None:
+        return Component(False, "no database pool")
+    started = wall_ms()
+    try:
+        value = await asyncio.wait_for(pool.fetchval("SELECT 1"), CHECK_TIMEOUT_S)
+    except TimeoutError:
+        return Component(False, f"no answer within {CHECK_TIMEOUT_S:g}s")
+    except Exception as exc:  # closed pool, dropped database, server down: all mean "down"
+        return Component(False, f"unreachable ({type(exc).__name__})")
+    if value != 1:
+        return Component(False, "unexpected answer")
+    return Component(True, "ok", {"latency_ms": wall_ms() - started})
+
+
+async def check_cache(cache: Cache | None) -> Component:
+    if cache is None:
+        return Component(True, "not configured")
+    try:
+        ok = await asyncio.wait_for(cache.ping(), CHECK_TIMEOUT_S)
+    except Exception as exc:
+        return Component(False, f"unreachable ({type(exc).__name__})")
+    return Component(bool(ok), "ok" if ok else "ping failed", {"kind": type(cache).__name__})
+
+
+def _stale_after_s(runtime: RuntimeState) -> float:
+    return runtime.scan_interval_s * STALE_FACTOR + STALE_GRACE_S
+
+
+def check_scan(runtime: RuntimeState, now_ms: int) -> Component:
+    limit = _stale_after_s(runtime)
+    if runtime.last_scan_ms is None:
+        up = runtime.uptime_s(now_ms)
+        if up <= limit:
+            return Component(True, "waiting for the first scan", {"uptime_s": round(up, 1), "stale_after_s": limit})
+        return Component(False, f"no scan completed in {up:.0f}s", {"stale_after_s": limit})
+    age = max(0.0, (now_ms - runtime.last_scan_ms) / 1000)
+    extra = {"age_s": round(age, 1), "interval_s": runtime.scan_interval_s, "stale_after_s": limit}
+    if age > limit:
+        return Component(False, f"last scan {age:.0f}s ago (interval {runtime.scan_interval_s:g}s)", extra)
+    return Component(True, "ok", extra)
+
+
+def check_market(runtime: RuntimeState, now_ms: int) -> Component:
+    if not runtime.exchange_ok:
+        return Component(False, f"exchange error: {runtime.exchange_error or 'unknown'}")
+    limit = _stale_after_s(runtime)
+    if runtime.last_market_data_ms is None:
+        up = runtime.uptime_s(now_ms)
+        if up <= limit:
+            return Component(True, "waiting for market data")
+        return Component(False, f"no market data in {up:.0f}s")
+    age = max(0.0, (now_ms - runtime.last_market_data_ms) / 1000)
+    extra = {"age_s": round(age, 1), "stale_after_s": limit}
+    if age > limit:
+        return Component(False, f"market data {age:.0f}s old", extra)
+    return Component(True, "ok", extra)
+
+
+def check_providers(runtime: RuntimeState, settings: Settings, now_ms: int) -> Component:
+    """Every configured voter's last success age. Fails only when fewer than MIN_VOTERS voters
+    have succeeded recently (consensus could not reach its quorum)."""
+    voters = list(dict.fromkeys(runtime.providers or [m for m in settings.models] or ["rules"]))
+    limit_s = runtime.scan_interval_s * PROVIDER_STALE_FACTOR + STALE_GRACE_S
+    per: dict[str, Any] = {}
+    healthy = 0
+    for voter in voters:
+        last = runtime.provider_last_success.get(voter)
+        err = runtime.provider_last_error.get(voter)
+        if voter == "rules":
+            fresh = True  # local, deterministic: cannot be unavailable
+        elif last is None:
+            fresh = err is None and runtime.uptime_s(now_ms) <= limit_s
+        else:
+            fresh = (now_ms - last) / 1000 <= limit_s
+        healthy += fresh
+        per[voter] = {
+            "ok": fresh,
+            "last_success_age_s": None if last is None else round((now_ms - last) / 1000, 1),
+            "last_error": err,
+        }
+    need = min(settings.min_voters, len(voters))
+    ok = healthy >= need
+    detail = "ok" if ok else f"only {healthy} of {len(voters)} voters answered recently (need {need})"
+    return Component(ok, detail, {"voters": per, "healthy": healthy, "required": need})
+
+
+def _global(name: str) -> bool:
+    """Account-wide breakers block all entries; per-symbol cool-downs ("name:SYMBOL") do not."""
+    return ":" not in name and not name.startswith("symbol_cooldown")
+
+
+def check_breakers(runtime: RuntimeState) -> Component:
+    tripped = dict(runtime.breakers)
+    if runtime.kill_requested:
+        return Component(False, "kill switch engaged", {"tripped": tripped})
+    if runtime.paused:
+        return Component(False, "paused by operator", {"tripped": tripped})
+    blocking = sorted(n for n in tripped if _global(n))
+    if blocking:
+        return Component(False, f"tripped: {', '.join(blocking)}", {"tripped": tripped})
+    detail = "ok" if not tripped else f"ok (per-symbol cool-down: {', '.join(sorted(tripped))})"
+    return Component(True, detail, {"tripped": tripped})
+
+
+ENGINE_SILENT_S = 10.0
+
+
+def check_engine(runtime: RuntimeState, now_ms: int) -> Component:
+    """API process only: the engine process must keep publishing its state."""
+    age = max(0.0, (now_ms - (runtime.heartbeat_ms or 0)) / 1000)
+    if age > ENGINE_SILENT_S:
+        return Component(False, f"engine silent for {age:.0f}s", {"age_s": round(age, 1)})
+    return Component(True, "ok", {"age_s": round(age, 2)})
+
+
+class IoChecks:
+    """The database and cache checks, reused for `ttl_s` seconds: /health can be polled hundreds
+    of times a second without putting that load on Postgres (0 = check on every request)."""
+
+    def __init__(self, ttl_s: float = 1.0) -> None:
+        self.ttl_s = ttl_s
+        self._at = -1e18
+        self._result: tuple[Component, Component] | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self, pool: asyncpg.Pool | None, cache: Cache | None) -> tuple[Component, Component]:
+        if self._result is not None and time.monotonic() - self._at < self.ttl_s:
+            return self._result
+        async with self._lock:  # one probe at a time; waiters reuse its answer
+            if self._result is None or time.monotonic() - self._at >= self.ttl_s:
+                db, cc = await asyncio.gather(check_database(pool), check_cache(cache))
+                self._result, self._at = (db, cc), time.monotonic()
+            return self._result
+
+
+async def run_checks(settings: Settings, runtime: RuntimeState, pool: asyncpg.Pool | None,
+                     cache: Cache | None, io: IoChecks | None = None) -> dict[str, Component]:
+    now = wall_ms()
+    db, cc = await (io or IoChecks(0.0)).get(pool, cache)
+    checks = {
+        "database": db,
+        "cache": cc,
+        "market_data": check_market(runtime, now),
+        "models": check_providers(runtime, settings, now),
+        "scan": check_scan(runtime, now),
+        "breakers": check_breakers(runtime),
+    }
+    if runtime.heartbeat_ms is not None:
+        checks["engine"] = check_engine(runtime, now)
+    return checks

@@ -1,0 +1,238 @@
+"""The service process: engine + API (+ Telegram), for `quorum run` and `quorum demo`.
+
+The engine comes from the one composition root, `quorum.bootstrap.bootstrap`; this module only
+adds the service surface around it (database and migrations, RuntimeState, the live-start gate,
+the HTTP server, notifications, signal handling) and, for the demo, prints the record at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import signal
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import structlog
+
+from quorum.api.process import ApiProcess
+from quorum.api.status import build_status
+from quorum.cache import Cache, make_cache
+from quorum.config import Settings, TradingMode, timeframe_seconds
+from quorum.notify.telegram import TelegramNotifier
+from quorum.runtime import RuntimeState
+from quorum.store.db import DatabaseUnavailable, connect, create_pool, redact_url, resolve_database_url
+from quorum.store.migrate import apply_migrations
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Surface:
+    """Everything around the engine, opened together and closed together."""
+
+    settings: Settings
+    runtime: RuntimeState
+    pool: asyncpg.Pool
+    cache: Cache
+    notifier: TelegramNotifier | None = None
+    port: int | None = None
+
+
+async def migrate(url: str) -> list[str]:
+    conn = await connect(url)
+    try:
+        return await apply_migrations(conn)
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def service_surface(settings: Settings, runtime: RuntimeState, *, port: int | None = None,
+                          serve: bool = True, database_url: str | None = None) -> AsyncIterator[Surface]:
+    """Database (migrated), cache, API server on API_HOST:port and the Telegram notifier."""
+    url = database_url or configured_database_url(settings)
+    applied = await migrate(url)
+    if applied:
+        log.info("database.migrated", applied=applied)
+    pool = await create_pool(url, min_size=2, max_size=10)
+    cache = make_cache(settings.redis_url.get_secret_value() if settings.redis_url else None)
+    surface = Surface(settings, runtime, pool, cache)
+    runtime.loop = asyncio.get_running_loop()
+    api: ApiProcess | None = None
+    notifier_task: asyncio.Task[None] | None = None
+    try:
+        if serve:
+            api = ApiProcess(settings, runtime, url, host=settings.api_host,
+                             port=settings.api_port if port is None else port)
+            surface.port = await api.start()
+            log.info("api.listening", host=settings.api_host, port=surface.port)
+        surface.notifier = TelegramNotifier.from_settings(settings, runtime, lambda: build_status(runtime, pool))
+        if surface.notifier is not None:
+            runtime.listeners.append(surface.notifier.on_event)
+            notifier_task = asyncio.create_task(surface.notifier.run())
+        yield surface
+    finally:
+        if notifier_task is not None:
+            notifier_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await notifier_task
+        if surface.notifier is not None:
+            await surface.notifier.close()
+        if api is not None:
+            await api.stop()
+        await cache.close()
+        await pool.close()
+
+
+_pending: set[asyncio.Task[Any]] = set()
+
+
+def configured_database_url(settings: Settings) -> str:
+    """DATABASE_URL, or the embedded server under VAR_DIR."""
+    return resolve_database_url(settings.database_url.get_secret_value() if settings.database_url else None,
+                                settings.var_dir)
+
+
+def _install_stop(stop: Any) -> None:
+    """SIGINT/SIGTERM → `stop()` (a coroutine function): the engine finishes its step and exits."""
+    loop = asyncio.get_running_loop()
+
+    def handler() -> None:
+        log.info("service.stopping")
+        _pending.add(loop.create_task(stop()))
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, handler)
+
+
+async def build_app(settings: Settings, surface: Surface, **overrides: Any) -> Any:
+    """Engine + adapters from the composition root (`quorum.bootstrap`), wired to our
+    runtime, pool and cache."""
+    from quorum.bootstrap import bootstrap  # area E
+
+    return await bootstrap(settings, pool=surface.pool, runtime=surface.runtime, cache=surface.cache, **overrides)
+
+
+async def run_service(settings: Settings, *, override_gate: bool = False, who: str | None = None,
+                      why: str | None = None) -> int:
+    """`quorum run`: refuse live without the gate (or a recorded override), then serve until stopped."""
+    from quorum.commands.service import authorize_live_start
+
+    runtime = RuntimeState(mode=settings.trading_mode.value, scan_interval_s=float(settings.scan_interval_seconds),
+                           symbols=list(settings.symbols))
+    async with service_surface(settings, runtime, serve=False) as surface:
+        if settings.trading_mode is TradingMode.LIVE:
+            _, override = await authorize_live_start(surface.pool, settings, override=override_gate, who=who, why=why)
+            runtime.live_override = override
+        elif override_gate:
+            log.info("gate.override_ignored", reason="not live mode")
+    # the gate passed (or was overridden): now start everything for real
+    async with service_surface(settings, runtime) as surface:
+        app = await build_app(settings, surface)
+        _install_stop(app.engine.stop)
+        try:
+            await app.engine.start()
+            log.info("service.started", mode=runtime.mode, port=surface.port)
+            await app.engine.run()
+        finally:
+            await app.close()
+        log.info("service.stopped")
+    return 0
+
+
+async def run_demo(settings: Settings, *, data_dir: str, symbols: str, speed: float, port: int | None,
+                   keep_serving_s: float, days: float | None = None, database: str | None = None) -> int:
+    """`quorum demo`: replay the bundled data through the paper engine as fast as possible
+    (or at `speed` simulated seconds per second) with the API up, then print the record.
+    `days` limits the replayed span (after the indicator warm-up); None = all the data."""
+    from quorum.commands.report import build_report, format_report, format_win_rate_rows, win_rate_rows
+
+    data = Path(data_dir)
+    syms = [s.strip().upper() for s in symbols.split(",") if s.strip()]
+    missing = [s for s in syms if not (data / f"{s}-futures-5m.csv.gz").is_file()]
+    if missing:
+        print(f"error: no 5m candles for {', '.join(missing)} in {data}/ (expected SYMBOL-futures-5m.csv.gz)")
+        return 2
+    settings = settings.model_copy(update={"trading_mode": TradingMode.PAPER, "symbols": syms, "data_dir": data})
+    runtime = RuntimeState(mode="paper", symbols=syms,
+                           scan_interval_s=float(settings.scan_interval_seconds))
+    exec_ms = timeframe_seconds(settings.execution_timeframe) * 1000
+    first_ms = max(_first_open_ms(data / f"{s}-futures-5m.csv.gz") for s in syms)
+    start_ms = (first_ms + WARMUP_DAYS * DAY_MS) // exec_ms * exec_ms
+    demo_url = await fresh_demo_database(configured_database_url(settings), database or DEMO_DATABASE)
+    async with service_surface(settings, runtime, port=port, database_url=demo_url) as surface:
+        print(f"Quorum demo: replaying {', '.join(syms)} from {data}/ "
+              f"({'as fast as possible' if not speed else f'{speed:g}x'}); "
+              f"API on http://{settings.api_host}:{surface.port} (/health /status /metrics)", flush=True)
+        print(f"  record: paper mode in its own database {redact_url(demo_url)}", flush=True)
+        app = await build_app(settings, surface, mode="paper", data_dir=data, symbols=syms,
+                              start_ms=start_ms, speed=speed or None)
+        _install_stop(app.engine.stop)
+        end_ms = min(int(app.market.builder(s).base.open_ms[-1]) for s in syms) + exec_ms
+        if days:
+            end_ms = min(end_ms, start_ms + int(days * DAY_MS))
+        print(f"  simulated {_iso(start_ms)} → {_iso(end_ms)} after {WARMUP_DAYS} days of indicator history",
+              flush=True)
+        started = time.monotonic()
+        try:
+            await app.engine.start()
+            stats = await app.engine.run(until_ms=end_ms)
+        finally:
+            await app.close()
+        print(f"  replay done in {time.monotonic() - started:.1f}s: {stats.steps} bar steps, {stats.cycles} "
+              f"decision cycles, {stats.entries} entries, {stats.closes} closed trades", flush=True)
+        if keep_serving_s > 0:
+            await asyncio.sleep(keep_serving_s)
+        report = await build_report(surface.pool, settings, "paper")
+        rows = await win_rate_rows(surface.pool)
+    print(format_report(report))
+    print(format_win_rate_rows(rows))
+    return 0
+
+
+DAY_MS = 86_400_000
+WARMUP_DAYS = 35  # the 4h EMA200 needs ~34 days of bars before the first decision
+DEMO_DATABASE = "quorum_demo"
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _first_open_ms(path: Path) -> int:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        f.readline()
+        return int(f.readline().split(",", 1)[0])
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+async def fresh_demo_database(base_url: str, name: str = DEMO_DATABASE) -> str:
+    """(Re)create database `name` on the server of `base_url` and return its URL. The demo's
+    replayed paper record lives there, so it never mixes with (or counts toward the go-live gate
+    of) the real paper record in the configured database."""
+    admin_url = base_url if urlsplit(base_url).path.strip("/") != name else _with_database(base_url, "postgres")
+    conn = await connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    except asyncpg.PostgresError as exc:
+        raise DatabaseUnavailable(
+            f"the demo needs to create database {name!r} on the configured server ({type(exc).__name__}: {exc}); "
+            "grant CREATEDB, or unset DATABASE_URL to use the embedded server") from None
+    finally:
+        await conn.close()
+    return _with_database(base_url, name)

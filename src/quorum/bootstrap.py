@@ -1,0 +1,179 @@
+"""The one composition root: a trading mode is only a choice of adapters.
+
+    backtest  = replay MarketData + SimulatedClock (jumping) + PaperExchange (account "backtest")
+    paper     = replay MarketData + SimulatedClock(speed) + PaperExchange   (demo on files: data_dir)
+              | live MarketData + WallClock + PaperExchange                 (paper trading)
+    live      = live MarketData + WallClock + BinanceExchange
+
+Every piece can be passed in (`clock=`, `market=`, `exchange=`, `consensus=`, `analysts=`,
+`runtime=` ...) — that is how tests wire fakes (a fake Binance server behind a real
+`BinanceExchange`, a scripted analyst) through the same root. `quorum backtest` uses the fast
+path (`quorum.backtest`), which shares the engine's rules and the paper venue's fill model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from quorum.clock import Clock, SimulatedClock, WallClock
+from quorum.config import ConfigError, Settings, TradingMode
+from quorum.engine import Engine, NullVenueFeed, VenueFeed
+from quorum.engine_parts.feeds import LivePaperFeed, ReplayPaperFeed
+from quorum.execution.exchange import Exchange
+from quorum.runtime import RuntimeState
+
+
+@dataclass
+class App:
+    settings: Settings
+    mode: str
+    clock: Clock
+    market: Any
+    exchange: Exchange
+    executor: Any
+    risk: Any
+    consensus: Any
+    runtime: RuntimeState
+    engine: Engine
+    venue_feed: VenueFeed
+    data_end_ms: int | None = None  # replay: the last execution-bar close common to the symbols
+
+    async def close(self) -> None:
+        await self.engine.stop()
+        for part in (self.market, self.exchange):
+            closer = getattr(part, "close", None)
+            if closer is not None:
+                await closer()
+
+
+def replay_filters(market: Any, symbols: Sequence[str], start_ms: int) -> dict[str, Any]:
+    """Paper-venue filters as the fast backtester derives them (price magnitude before start)."""
+    from quorum.execution.paper import default_filters
+
+    out = {}
+    for sym in symbols:
+        base = market.builder(sym).base
+        i = max(int(base.closed_count(start_ms)) - 1, 0)
+        out[sym] = default_filters(sym, float(base.close[i]))
+    return out
+
+
+def replay_funding_source(market: Any) -> Any:
+    def source(symbol: str, t: int) -> float | None:
+        b = market.builders.get(symbol)
+        return None if b is None or b.funding is None else b.funding.last_rate(t)
+
+    return source
+
+
+async def bootstrap(
+    settings: Settings,
+    *,
+    pool: asyncpg.Pool,
+    mode: str | TradingMode | None = None,
+    data_dir: Path | str | None = None,
+    symbols: Sequence[str] | None = None,
+    start_ms: int | None = None,
+    speed: float | None = None,
+    clock: Clock | None = None,
+    market: Any = None,
+    exchange: Exchange | None = None,
+    venue_feed: VenueFeed | None = None,
+    consensus: Any = None,
+    analysts: Sequence[Any] | None = None,
+    runtime: RuntimeState | None = None,
+    cache: Any = None,
+    account: str | None = None,
+    initial_balance: float | None = None,
+) -> App:
+    """Wire an `App` (engine + adapters) for `mode` (default: settings.trading_mode)."""
+    from quorum.ai import build_consensus
+    from quorum.execution.killswitch import KillSwitch
+    from quorum.execution.protection import Executor
+    from quorum.execution.reconcile import Reconciler
+    from quorum.risk.manager import RiskManager
+
+    m = TradingMode(mode) if mode is not None else settings.trading_mode
+    replay = data_dir is not None or m is TradingMode.BACKTEST
+    if m is TradingMode.LIVE:
+        settings.check_can_start()
+        if replay:
+            raise ConfigError("TRADING_MODE=live trades real money on live data; a data directory is not allowed")
+    if replay and start_ms is None and clock is None:
+        raise ConfigError("a replay needs a start time (start_ms)")
+    if clock is None:
+        clock = SimulatedClock(int(start_ms or 0), speed=speed) if replay else WallClock()
+    if market is None:
+        if replay:
+            from quorum.market.feeds import ReplayMarketData
+
+            market = ReplayMarketData(data_dir or settings.data_dir, clock, timeframes=settings.timeframes,
+                                      base_timeframe=settings.execution_timeframe, symbols=symbols or settings.symbols,
+                                      blocked=settings.blocked_symbols)
+        else:
+            from quorum.market.live import LiveMarketData
+
+            market = LiveMarketData(settings, clock=clock)
+    names = list(symbols or (list(market.builders) if replay else settings.symbols))
+    if exchange is None:
+        if m is TradingMode.LIVE:
+            from quorum.execution.binance import BinanceExchange
+
+            assert settings.binance_api_key and settings.binance_api_secret
+            exchange = BinanceExchange(settings.binance_api_key.get_secret_value(),
+                                       settings.binance_api_secret.get_secret_value(), demo=settings.binance_demo)
+        else:
+            from quorum.config import timeframe_seconds
+            from quorum.domain.fills import FillModel
+            from quorum.execution.paper import PaperExchange
+
+            exchange = PaperExchange(
+                pool, account=account or m.value,
+                fill_model=FillModel.from_pct(settings.taker_fee_pct, settings.maker_fee_pct,
+                                              settings.slippage_spread_bps, settings.slippage_impact_bps_per_100k),
+                initial_balance=float(initial_balance or settings.initial_capital),
+                filters=replay_filters(market, names, int(start_ms or clock.now_ms())) if replay else None,
+                funding_rate=settings.paper_funding_rate,
+                funding_source=replay_funding_source(market) if replay else None,
+                timeframe_ms=timeframe_seconds(settings.execution_timeframe) * 1000,
+            )
+    if venue_feed is None:
+        if m is TradingMode.LIVE:
+            venue_feed = NullVenueFeed()
+        elif replay:
+            venue_feed = ReplayPaperFeed(exchange, {s: market.builder(s).base for s in names})
+        else:
+            venue_feed = LivePaperFeed(exchange, market)
+    runtime = runtime or RuntimeState(mode=m.value)
+    executor = Executor(exchange, pool, m.value, margin_mode=settings.margin_mode, clock=clock.now_ms)
+    risk = RiskManager(pool, settings, m.value)
+    if consensus is None:
+        consensus = await build_consensus(settings, cache=cache, pool=pool, analysts=analysts,
+                                          now_ms=clock.now_ms())
+    consensus.mode = m.value
+    engine = Engine(settings=settings, clock=clock, market=market, exchange=exchange, executor=executor, risk=risk,
+                    consensus=consensus, runtime=runtime, symbols=names, venue_feed=venue_feed,
+                    reconciler=Reconciler(executor), kill_switch=KillSwitch(executor),
+                    bar_settle_ms=0 if replay else 3_000)
+    data_end = None
+    if replay and hasattr(market, "builder"):
+        ends = [int(b.base.open_ms[-1]) + b.base.tf_ms for b in (market.builder(s) for s in names)
+                if b.base is not None and len(b.base)]
+        data_end = min(ends) if ends else None
+    return App(settings, m.value, clock, market, exchange, executor, risk, consensus, runtime, engine, venue_feed,
+               data_end)
+
+
+async def run_app(app: App, *, until_ms: int | None = None) -> Any:
+    """Start (reconcile, load breakers) and run the engine until `until_ms`, `app.engine.stop()`
+    or cancellation; always closes the adapters (protective stops stay on the venue)."""
+    try:
+        await app.engine.start()
+        return await app.engine.run(until_ms=until_ms if until_ms is not None else app.data_end_ms)
+    finally:
+        await app.close()

@@ -1,0 +1,162 @@
+"""`quorum report`: the paper/live record from Postgres, with the backtest's statistics code.
+
+Win rate with n and its 95 % Wilson interval, profit factor, expectancy, drawdown, and the same
+figures by symbol, side, model (voter) and day. `--json` prints one JSON document.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import typer
+
+from quorum.config import Settings, load_settings
+from quorum.domain.statistics import breakdown, compute_stats
+from quorum.gate_check import equity_curve, load_equity, load_trades
+from quorum.logging import configure_logging
+from quorum.store.db import DatabaseUnavailable, create_pool, resolve_database_url
+
+
+@asynccontextmanager
+async def record_pool(settings: Settings, *, max_size: int = 4) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on DATABASE_URL (or the embedded server under VAR_DIR)."""
+    url = resolve_database_url(settings.database_url.get_secret_value() if settings.database_url else None,
+                               settings.var_dir)
+    pool = await create_pool(url, min_size=1, max_size=max_size)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def _by_day(trades: list[Any]) -> dict[str, dict[str, Any]]:
+    # statistics.breakdown has no "day" key: regroup by exit day through a key it has
+    # (exit_reason), so each day's figures come from the very same code.
+    tagged = [replace(t, exit_reason=datetime.fromtimestamp(t.exit_ms / 1000, tz=UTC).strftime("%Y-%m-%d"))
+              for t in trades]
+    return breakdown(tagged, "exit_reason")
+
+
+async def build_report(pool: asyncpg.Pool, settings: Settings, mode: str) -> dict[str, Any]:
+    """Every figure of the record of `mode` (paper | live | backtest)."""
+    trades = await load_trades(pool, mode)
+    equity = equity_curve(trades, await load_equity(pool, mode), settings.initial_capital)
+    summary = compute_stats(trades, equity, settings.initial_capital)
+    return {
+        "mode": mode,
+        "summary": summary,
+        "by_symbol": breakdown(trades, "symbol"),
+        "by_side": breakdown(trades, "side"),
+        "by_model": breakdown(trades, "voter"),
+        "by_exit_reason": breakdown(trades, "exit_reason"),
+        "by_day": _by_day(trades),
+    }
+
+
+async def win_rate_rows(pool: asyncpg.Pool) -> list[dict[str, Any]]:
+    """`SELECT * FROM win_rate` as dicts (the SQL view people query themselves)."""
+    return [dict(r) for r in await pool.fetch("SELECT * FROM win_rate ORDER BY mode")]
+
+
+def _fmt(v: Any, spec: str = ".2f") -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, float) and math.isinf(v):
+        return "inf"
+    return format(v, spec) if isinstance(v, float | int) else str(v)
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v * 100:.1f}%"
+
+
+def format_report(rep: dict[str, Any]) -> str:
+    s = rep["summary"]
+    lo, hi = s["win_rate_ci95"]
+    lines = [
+        f"Record: {rep['mode']}  (all P&L net of fees and funding)",
+        f"  trades {s['trades']}  wins {s['wins']}  losses {s['losses']}",
+        f"  win rate {_pct(s['win_rate'])} (n={s['trades']}, 95% CI {_pct(lo)}–{_pct(hi)})",
+        f"  profit factor {_fmt(s['profit_factor'])}  expectancy {_fmt(s['expectancy_usd'])} USD"
+        f" ({_fmt(s['expectancy_r'])} R)",
+        f"  avg win {_fmt(s['avg_win_usd'])}  avg loss {_fmt(s['avg_loss_usd'])}  net P&L {_fmt(s['net_pnl'])}",
+        f"  max drawdown {_fmt(s['max_drawdown_pct'])}%  return {_fmt(s['total_return_pct'])}%"
+        f"  equity {_fmt(s['initial_equity'])} → {_fmt(s['final_equity'])}",
+        f"  fees {_fmt(s['fees_paid'])}  funding {_fmt(s['funding_paid'])}  sharpe {_fmt(s['sharpe'])}",
+    ]
+    for title, key in (("symbol", "by_symbol"), ("side", "by_side"), ("model", "by_model"),
+                       ("exit reason", "by_exit_reason"), ("day", "by_day")):
+        groups = rep[key]
+        if not groups:
+            continue
+        lines.append(f"By {title}:")
+        lines.append(f"  {'':<22}{'n':>5}{'win rate':>10}{'95% CI':>16}{'PF':>8}{'expect.':>10}{'net':>11}")
+        for name, g in groups.items():
+            glo, ghi = g["win_rate_ci95"]
+            lines.append(f"  {name[:22]:<22}{g['n']:>5}{_pct(g['win_rate']):>10}"
+                         f"{_pct(glo) + '–' + _pct(ghi):>16}{_fmt(g['profit_factor']):>8}"
+                         f"{_fmt(g['expectancy']):>10}{_fmt(g['net_pnl']):>11}")
+    return "\n".join(lines)
+
+
+def format_win_rate_rows(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "win_rate: (no closed trades)"
+    cols = list(rows[0])
+    out = ["SELECT * FROM win_rate;", "  " + " | ".join(cols)]
+    for r in rows:
+        out.append("  " + " | ".join("" if r[c] is None else str(r[c]) for c in cols))
+    return "\n".join(out)
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return str(v)
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    return v
+
+
+async def _report(settings: Settings, mode: str, as_json: bool) -> str:
+    async with record_pool(settings) as pool:
+        rep = await build_report(pool, settings, mode)
+        rows = await win_rate_rows(pool)
+    if as_json:
+        return json.dumps(_clean({**rep, "win_rate_view": rows}), default=_json_default, indent=2)
+    return format_report(rep) + "\n" + format_win_rate_rows(rows)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("report")
+    def report(
+        mode: str = typer.Option("paper", help="Which record: paper, live or backtest."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    ) -> None:
+        """Print the record's statistics from Postgres (same code as the backtest summary)."""
+        if mode not in ("paper", "live", "backtest"):
+            print(f"error: --mode must be paper, live or backtest, not {mode!r}", file=sys.stderr)
+            raise typer.Exit(2)
+        settings = load_settings()
+        configure_logging(settings)
+        try:
+            print(asyncio.run(_report(settings, mode, as_json)))
+        except DatabaseUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(1) from None

@@ -1,0 +1,1 @@
+"""Parts of the engine shared with the fast backtester."""

@@ -1,0 +1,49 @@
+"""`VenueFeed`s: how a paper venue is shown the market (a real venue needs none).
+
+- `ReplayPaperFeed` (backtest / demo on files): each closed execution bar goes to
+  `PaperExchange.on_bar`; at time T the venue's price becomes the OPEN of the bar that opens at
+  T — the price at that instant, so decisions taken at T fill at the next bar's open.
+- `LivePaperFeed` (paper trading on live data): closed bars from the live feed, and the live last
+  price at T.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from quorum.domain.models import Candle
+from quorum.market.data_files import CandleSeries
+
+
+class ReplayPaperFeed:
+    def __init__(self, exchange: Any, series: Mapping[str, CandleSeries]) -> None:
+        self.exchange = exchange
+        self.series = dict(series)
+
+    async def bar_closed(self, symbol: str, bar: Candle) -> None:
+        await self.exchange.on_bar(symbol, bar)
+
+    async def price_now(self, symbol: str, time_ms: int) -> None:
+        s = self.series.get(symbol)
+        if s is None:
+            return
+        i = int(np.searchsorted(s.open_ms, time_ms, side="left"))
+        if i < len(s) and int(s.open_ms[i]) == time_ms:
+            await self.exchange.on_price(symbol, float(s.open[i]), time_ms)
+
+
+class LivePaperFeed:
+    def __init__(self, exchange: Any, market: Any) -> None:
+        self.exchange = exchange
+        self.market = market
+
+    async def bar_closed(self, symbol: str, bar: Candle) -> None:
+        await self.exchange.on_bar(symbol, bar)
+
+    async def price_now(self, symbol: str, time_ms: int) -> None:
+        price = await self.market.last_price(symbol)
+        if price is not None and price > 0:
+            await self.exchange.on_price(symbol, float(price), time_ms)

@@ -1,0 +1,416 @@
+"""BinanceExchange: the `Exchange` protocol over ccxt `binanceusdm` (async).
+
+- Orders go through ccxt's unified `create_order`; protective stops / take-profits are ccxt
+  conditional orders (`triggerPrice` / `takeProfitPrice`, reduce-only, `workingType=MARK_PRICE`),
+  which ccxt routes to Binance's algo-order API; they are fetched / cancelled with
+  `{'trigger': True}`. Every order carries our client id (`clientOrderId`).
+- Reads use ccxt's implicit REST methods (positionRisk, balance, leverageBracket, userTrades,
+  income, positionSide/dual, leverage, marginType) and are parsed strictly: a reply missing a
+  field raises `MalformedReply` naming it.
+- Requests are serialised; nothing is sent while a 429/418 Retry-After is running. Order
+  creation is never retried, except once after -1021 (clock resync), which the venue rejects
+  before execution. Errors are classified by ccxt exception class and Binance code (see
+  `classify`). Every answer updates the EXCHANGE_WEIGHT gauge (X-MBX-USED-WEIGHT-1M).
+- `demo=True` (BINANCE_DEMO) calls ccxt's `enable_demo_trading(True)`; `base_url` points every
+  endpoint at another host (tests use the fake server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Any
+
+import ccxt
+import ccxt.async_support as ccxt_async
+import structlog
+
+from quorum.domain.models import Bracket, OrderState, Side, SymbolFilters
+from quorum.execution.exchange import (
+    Balance,
+    ExchangeError,
+    ExchangeUnavailable,
+    FundingEntry,
+    InsufficientMargin,
+    MalformedReply,
+    OrderRejected,
+    OrderRequest,
+    OutcomeUnknown,
+    RateLimited,
+    UnknownSymbol,
+    VenueFill,
+    VenueOrder,
+    VenuePosition,
+    WouldTrigger,
+)
+from quorum.metrics import EXCHANGE_WEIGHT
+
+log = structlog.get_logger(__name__)
+
+_STATUS = {
+    "NEW": OrderState.ACCEPTED, "PARTIALLY_FILLED": OrderState.PARTIALLY_FILLED, "FILLED": OrderState.FILLED,
+    "CANCELED": OrderState.CANCELLED, "CANCELLED": OrderState.CANCELLED, "EXPIRED": OrderState.EXPIRED,
+    "EXPIRED_IN_MATCH": OrderState.EXPIRED, "REJECTED": OrderState.REJECTED, "TRIGGERING": OrderState.ACCEPTED,
+    "TRIGGERED": OrderState.FILLED, "FINISHED": OrderState.FILLED,
+}
+_TYPES = {"MARKET": "market", "STOP_MARKET": "stop_market", "TAKE_PROFIT_MARKET": "take_profit_market",
+          "LIMIT": "limit", "STOP": "stop", "TAKE_PROFIT": "take_profit"}
+
+
+class _ClockSkew(ExchangeError):
+    error_class = "clock_skew"
+
+
+class _NotFound(ExchangeError):
+    error_class = "not_found"
+
+
+def _code_of(exc: BaseException, body: str | None) -> str | None:
+    for text in (str(exc), body or ""):
+        m = re.search(r'"code"\s*:\s*"?(-?\d+)', text)
+        if m:
+            return m.group(1)
+    return None
+
+
+def _need(d: Any, *keys: str, what: str) -> None:
+    if not isinstance(d, dict):
+        raise MalformedReply(f"{what}: expected an object, got {type(d).__name__}")
+    missing = [k for k in keys if d.get(k) in (None, "")]
+    if missing:
+        raise MalformedReply(f"{what}: reply is missing {', '.join(missing)}")
+
+
+def _f(d: dict[str, Any], key: str, default: float | None = None) -> float:
+    v = d.get(key)
+    if v in (None, ""):
+        if default is None:
+            raise MalformedReply(f"reply is missing {key}")
+        return default
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        raise MalformedReply(f"{key}={v!r} is not a number") from None
+
+
+class BinanceExchange:
+    name = "binance"
+    definitive_lookups = False
+
+    def __init__(self, api_key: str, secret: str, *, demo: bool = False, base_url: str | None = None,
+                 timeout_ms: int = 10_000, default_retry_after_s: float = 60.0, rate_limit: bool = True) -> None:
+        # rate_limit: ccxt's throttle spaces requests by their Binance weight (tests switch it off)
+        self.client = ccxt_async.binanceusdm({
+            "apiKey": api_key, "secret": secret, "enableRateLimit": rate_limit, "timeout": timeout_ms,
+            "options": {"warnOnFetchOpenOrdersWithoutSymbol": False, "defaultType": "swap"},
+        })
+        self.client.has["fetchCurrencies"] = False  # futures only: no spot capital endpoints
+        if demo:
+            self.client.enable_demo_trading(True)
+        if base_url:
+            for k, v in list(self.client.urls["api"].items()):
+                if isinstance(v, str):
+                    self.client.urls["api"][k] = re.sub(r"^https?://[^/]+", base_url.rstrip("/"), v)
+        self.default_retry_after_s = default_retry_after_s
+        self._lock = asyncio.Lock()
+        self._blocked_until = 0.0
+        self._markets: dict[str, dict[str, Any]] = {}
+        self._order_cids: dict[str, str] = {}
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    # --- transport ----------------------------------------------------------------------------
+    def _note_weight(self) -> None:
+        headers = self.client.last_response_headers or {}
+        for k, v in headers.items():
+            if k.lower() == "x-mbx-used-weight-1m":
+                try:
+                    EXCHANGE_WEIGHT.set(float(v))
+                except ValueError:
+                    pass
+
+    def classify(self, exc: BaseException) -> ExchangeError:
+        """Map a ccxt exception (class first, Binance code second) to our error classes."""
+        network = isinstance(exc, ccxt.NetworkError) and not isinstance(exc, ccxt.DDoSProtection)
+        body = None if network else self.client.last_http_response
+        code = _code_of(exc, body)
+        msg = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
+            headers = {k.lower(): v for k, v in (self.client.last_response_headers or {}).items()}
+            try:
+                retry = float(headers.get("retry-after", self.default_retry_after_s))
+            except ValueError:
+                retry = self.default_retry_after_s
+            self._blocked_until = max(self._blocked_until, time.monotonic() + retry)
+            return RateLimited(msg, retry_after_s=retry, code=code)
+        if code == "-1021" or isinstance(exc, ccxt.InvalidNonce):
+            return _ClockSkew(msg, code=code)
+        if code in ("-1006", "-1007"):
+            return OutcomeUnknown(msg, code=code)
+        if network:
+            return OutcomeUnknown(msg, code=code)
+        if code == "-2021" or isinstance(exc, ccxt.OrderImmediatelyFillable):
+            return WouldTrigger(msg, code=code)
+        if code == "-2019" or isinstance(exc, ccxt.InsufficientFunds):
+            return InsufficientMargin(msg, code=code)
+        if code == "-1121" or isinstance(exc, ccxt.BadSymbol):
+            return UnknownSymbol(msg, code=code)
+        if code == "-2013" or isinstance(exc, ccxt.OrderNotFound):
+            return _NotFound(msg, code=code)
+        if isinstance(exc, ccxt.BadResponse):
+            return MalformedReply(msg, code=code)
+        if isinstance(exc, ccxt.InvalidOrder | ccxt.BadRequest | ccxt.OperationRejected | ccxt.AuthenticationError
+                      | ccxt.PermissionDenied | ccxt.AccountSuspended) or code is not None:
+            return OrderRejected(msg, code=code)
+        return OutcomeUnknown(msg, code=code)
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        """One request (serialised, after any Retry-After); -1021 → resync clock, retry once."""
+        async with self._lock:
+            for attempt in (0, 1):
+                wait = self._blocked_until - time.monotonic()
+                if wait > 0:
+                    log.warning("binance.rate_limit_wait", seconds=round(wait, 2))
+                    await asyncio.sleep(wait)
+                try:
+                    result = await getattr(self.client, method)(*args)
+                    self._note_weight()
+                    return result
+                except ccxt.BaseError as exc:
+                    self._note_weight()
+                    err = self.classify(exc)
+                    if isinstance(err, _ClockSkew) and attempt == 0:
+                        log.warning("binance.clock_resync", error=str(exc))
+                        try:
+                            await self.client.load_time_difference()
+                        except ccxt.BaseError as exc2:
+                            raise ExchangeUnavailable(f"time resync failed: {exc2}") from exc2
+                        continue
+                    raise err from exc
+        raise AssertionError("unreachable")
+
+    async def _ensure_markets(self) -> None:
+        if self._markets:
+            return
+        await self._call("load_markets")
+        self._markets = {m["id"]: m for m in self.client.markets.values() if m.get("linear") and m.get("swap")}
+
+    async def _market(self, symbol: str) -> dict[str, Any]:
+        await self._ensure_markets()
+        m = self._markets.get(symbol)
+        if m is None:
+            raise UnknownSymbol(f"symbol {symbol!r} does not exist on Binance USDⓈ-M")
+        return m
+
+    # --- parsing ------------------------------------------------------------------------------
+    async def _parse_order(self, symbol: str, info: Any) -> VenueOrder:
+        if isinstance(info, dict) and "algoId" in info:
+            _need(info, "algoId", "clientAlgoId", "algoStatus", "symbol", "side", "quantity", what="algo order")
+            state = _STATUS.get(str(info["algoStatus"]).upper())
+            if state is None:
+                raise MalformedReply(f"algo order: unknown status {info['algoStatus']!r}")
+            filled, avg = 0.0, None
+            if state is OrderState.FILLED:  # triggered: what the spawned market order executed
+                actual = info.get("actualOrderId")
+                if actual:
+                    self._order_cids[str(actual)] = info["clientAlgoId"]
+                if info.get("executedQty") not in (None, ""):
+                    filled, avg = _f(info, "executedQty"), _f(info, "avgPrice", 0.0) or None
+                elif actual:
+                    raw = await self._call("fapiPrivateGetOrder", {"symbol": symbol, "orderId": actual})
+                    filled, avg = _f(raw, "executedQty"), _f(raw, "avgPrice", 0.0) or None
+                else:
+                    filled = _f(info, "quantity")
+                if filled <= 0:
+                    state = OrderState.EXPIRED  # FINISHED without execution
+            return VenueOrder(info["clientAlgoId"], str(info["algoId"]), info["symbol"], info["side"].lower(),
+                              _TYPES.get(str(info.get("orderType", "")).upper(), str(info.get("orderType")).lower()),
+                              _f(info, "quantity"), state, filled, avg, _f(info, "triggerPrice", 0.0) or None,
+                              bool(info.get("reduceOnly")), int(info.get("updateTime") or info.get("createTime") or 0))
+        _need(info, "orderId", "clientOrderId", "status", "symbol", "side", "origQty", what="order")
+        state = _STATUS.get(str(info["status"]).upper())
+        if state is None:
+            raise MalformedReply(f"order: unknown status {info['status']!r}")
+        self._order_cids[str(info["orderId"])] = info["clientOrderId"]
+        avg = _f(info, "avgPrice", 0.0)
+        return VenueOrder(info["clientOrderId"], str(info["orderId"]), info["symbol"], info["side"].lower(),
+                          _TYPES.get(str(info.get("origType") or info.get("type", "")).upper(), "market"),
+                          _f(info, "origQty"), state, _f(info, "executedQty", 0.0), avg or None,
+                          _f(info, "stopPrice", 0.0) or None, bool(info.get("reduceOnly")),
+                          int(info.get("updateTime") or info.get("time") or 0))
+
+    # --- orders -------------------------------------------------------------------------------
+    async def create_order(self, request: OrderRequest) -> VenueOrder:
+        m = await self._market(request.symbol)
+        params: dict[str, Any] = {"clientOrderId": request.client_order_id}
+        if request.reduce_only:
+            params["reduceOnly"] = True
+        if request.type == "stop_market":
+            params.update(triggerPrice=request.stop_price, workingType="MARK_PRICE")
+        elif request.type == "take_profit_market":
+            params.update(takeProfitPrice=request.stop_price, workingType="MARK_PRICE")
+        elif request.type != "market":
+            raise OrderRejected(f"order type {request.type!r} is not supported")
+        order = await self._call("create_order", m["symbol"], "market", request.order_side, request.quantity, None,
+                                 params)
+        return await self._parse_order(request.symbol, order.get("info") if isinstance(order, dict) else order)
+
+    async def fetch_order(self, symbol: str, client_order_id: str, *, conditional: bool = False) -> VenueOrder | None:
+        m = await self._market(symbol)
+        try:
+            order = await self._call("fetch_order", None, m["symbol"],
+                                     {"clientOrderId": client_order_id, "trigger": conditional})
+        except _NotFound:
+            if not conditional:
+                return None
+            # not in the algo book: the id may belong to a regular order
+            try:
+                order = await self._call("fetch_order", None, m["symbol"], {"clientOrderId": client_order_id})
+            except _NotFound:
+                return None
+        return await self._parse_order(symbol, order.get("info"))
+
+    async def cancel_order(self, symbol: str, client_order_id: str, *, conditional: bool = False) -> VenueOrder | None:
+        m = await self._market(symbol)
+        try:
+            reply = await self._call("cancel_order", None, m["symbol"],
+                                     {"clientOrderId": client_order_id, "trigger": conditional})
+        except _NotFound:  # "Unknown order sent.": gone or already final (e.g. filled meanwhile)
+            return await self.fetch_order(symbol, client_order_id, conditional=conditional)
+        except OrderRejected as exc:
+            if exc.code != "-2011":  # -2011 = already final (e.g. filled while we cancelled)
+                raise
+            return await self.fetch_order(symbol, client_order_id, conditional=conditional)
+        info = reply.get("info") if isinstance(reply, dict) else None
+        if conditional or not isinstance(info, dict) or "status" not in info:
+            return await self.fetch_order(symbol, client_order_id, conditional=conditional)
+        return await self._parse_order(symbol, info)
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[VenueOrder]:
+        await self._ensure_markets()
+        sym = (await self._market(symbol))["symbol"] if symbol else None
+        out = []
+        for params in ({}, {"trigger": True}):
+            for o in await self._call("fetch_open_orders", sym, None, None, params):
+                info = o.get("info")
+                out.append(await self._parse_order(info.get("symbol", symbol or ""), info))
+        return out
+
+    # --- account ------------------------------------------------------------------------------
+    async def fetch_positions(self) -> list[VenuePosition]:
+        rows = await self._call("fapiPrivateV2GetPositionRisk", {})
+        if not isinstance(rows, list):
+            raise MalformedReply("positionRisk: expected a list")
+        out = []
+        for r in rows:
+            _need(r, "symbol", "positionAmt", "entryPrice", what="positionRisk")
+            amt = _f(r, "positionAmt")
+            if abs(amt) < 1e-12:
+                continue
+            if r.get("positionSide", "BOTH") != "BOTH":
+                raise ExchangeError(f"{r['symbol']}: hedge-mode position found; Quorum needs one-way mode")
+            out.append(VenuePosition(r["symbol"], Side.LONG if amt > 0 else Side.SHORT, abs(amt),
+                                     _f(r, "entryPrice"), _f(r, "markPrice", 0.0) or None,
+                                     _f(r, "liquidationPrice", 0.0) or None, _f(r, "leverage", 1.0),
+                                     str(r.get("marginType", "isolated")).lower(), _f(r, "unRealizedProfit", 0.0),
+                                     _f(r, "isolatedMargin", 0.0)))
+        return out
+
+    async def balance(self) -> Balance:
+        rows = await self._call("fapiPrivateV2GetBalance", {})
+        for r in rows if isinstance(rows, list) else []:
+            if isinstance(r, dict) and r.get("asset") == "USDT":
+                _need(r, "balance", "availableBalance", what="balance")
+                return Balance(_f(r, "balance"), _f(r, "availableBalance"), _f(r, "crossUnPnl", 0.0))
+        raise MalformedReply("balance: no USDT row in the reply")
+
+    async def fetch_fills(self, symbol: str, since_ms: int | None = None) -> list[VenueFill]:
+        await self._market(symbol)
+        params: dict[str, Any] = {"symbol": symbol, "limit": 1000}
+        # Binance serves at most 7 days from startTime: older starts ask for the latest trades
+        if since_ms is not None and since_ms > time.time() * 1000 - 6 * 86_400_000:
+            params["startTime"] = max(since_ms, 0)
+        rows = await self._call("fapiPrivateGetUserTrades", params)
+        if any(str(r.get("orderId")) not in self._order_cids for r in rows if isinstance(r, dict)):
+            # trades of triggered stops/TPs carry the spawned order's id: map it to the algo order
+            algo_params: dict[str, Any] = {"symbol": symbol}
+            if "startTime" in params:
+                algo_params["startTime"] = params["startTime"]
+            for a in await self._call("fapiPrivateGetAllAlgoOrders", algo_params) or []:
+                if isinstance(a, dict) and a.get("actualOrderId") and a.get("clientAlgoId"):
+                    self._order_cids[str(a["actualOrderId"])] = a["clientAlgoId"]
+        out = []
+        for r in rows:
+            _need(r, "id", "orderId", "side", "qty", "price", what="userTrades")
+            oid = str(r["orderId"])
+            if oid not in self._order_cids:
+                try:
+                    raw = await self._call("fapiPrivateGetOrder", {"symbol": symbol, "orderId": oid})
+                    self._order_cids[oid] = raw.get("clientOrderId") or f"venue-{oid}"
+                except _NotFound:
+                    self._order_cids[oid] = f"venue-{oid}"
+            out.append(VenueFill(str(r["id"]), self._order_cids[oid], oid, symbol, str(r["side"]).lower(),
+                                 _f(r, "qty"), _f(r, "price"), _f(r, "commission", 0.0), int(r.get("time") or 0),
+                                 "maker" if r.get("maker") else "taker", _f(r, "realizedPnl", 0.0)))
+        return out
+
+    async def funding_history(self, symbol: str | None = None, since_ms: int | None = None) -> list[FundingEntry]:
+        params: dict[str, Any] = {"incomeType": "FUNDING_FEE", "limit": 1000}
+        if symbol:
+            params["symbol"] = symbol
+        if since_ms is not None:
+            params["startTime"] = since_ms
+        rows = await self._call("fapiPrivateGetIncome", params)
+        out = []
+        for r in rows:
+            _need(r, "symbol", "income", "time", what="income")
+            out.append(FundingEntry(r["symbol"], int(r["time"]), -_f(r, "income"),
+                                    extra={"tranId": r.get("tranId")}))
+        return out
+
+    async def symbol_filters(self, symbol: str) -> SymbolFilters:
+        info = (await self._market(symbol)).get("info") or {}
+        filters = {f.get("filterType"): f for f in info.get("filters", [])}
+        try:
+            return SymbolFilters(symbol, float(filters["PRICE_FILTER"]["tickSize"]),
+                                 float(filters["LOT_SIZE"]["stepSize"]), float(filters["LOT_SIZE"]["minQty"]),
+                                 float(filters["MIN_NOTIONAL"]["notional"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedReply(f"exchangeInfo {symbol}: filters incomplete ({exc})") from None
+
+    async def leverage_brackets(self, symbol: str) -> tuple[Bracket, ...]:
+        await self._market(symbol)
+        rows = await self._call("fapiPrivateGetLeverageBracket", {"symbol": symbol})
+        row = rows[0] if isinstance(rows, list) and rows else rows
+        if not isinstance(row, dict) or not isinstance(row.get("brackets"), list):
+            raise MalformedReply("leverageBracket: reply is missing brackets")
+        out = []
+        for b in row["brackets"]:
+            _need(b, "notionalCap", "initialLeverage", "maintMarginRatio", what="leverageBracket")
+            out.append(Bracket(_f(b, "notionalFloor", 0.0), _f(b, "notionalCap"), int(b["initialLeverage"]),
+                               _f(b, "maintMarginRatio"), _f(b, "cum", 0.0)))
+        return tuple(sorted(out, key=lambda b: b.notional_floor))
+
+    async def set_leverage(self, symbol: str, leverage: int) -> None:
+        await self._market(symbol)
+        await self._call("fapiPrivatePostLeverage", {"symbol": symbol, "leverage": int(leverage)})
+
+    async def set_margin_mode(self, symbol: str, mode: str = "isolated") -> None:
+        await self._market(symbol)
+        try:
+            await self._call("fapiPrivatePostMarginType",
+                             {"symbol": symbol, "marginType": "ISOLATED" if mode == "isolated" else "CROSSED"})
+        except ExchangeError as exc:
+            if exc.code != "-4046":  # "No need to change margin type."
+                raise
+
+    async def check_position_mode(self) -> None:
+        reply = await self._call("fapiPrivateGetPositionSideDual", {})
+        _need(reply, "dualSidePosition", what="positionSide/dual")
+        if reply["dualSidePosition"] in (True, "true"):
+            raise ExchangeError("the account is in hedge mode; Quorum needs one-way position mode")
+
+
+__all__ = ["BinanceExchange"]

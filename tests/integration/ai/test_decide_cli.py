@@ -1,0 +1,75 @@
+"""`quorum decide` end to end on replay files: zero keys (rules only), and with a model voter
+served by the fake OpenAI server, recording to Postgres."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from quorum.commands.decide import parse_time, run_decide
+from quorum.config import load_settings
+from tests.fakes.openai_server import FakeOpenAIServer, Reply
+from tests.unit.ai.factory import vote_json
+
+ROWS = 4000  # ~14 days of 5m bars: enough for 15m/1h indicators (4h ones are flagged short)
+
+
+@pytest.fixture
+def small_data(tmp_path: Path, shared_data: Path) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    with gzip.open(shared_data / "BTCUSDT-futures-5m.csv.gz", "rt") as src:
+        lines = [next(src) for _ in range(ROWS + 1)]
+    with gzip.open(d / "BTCUSDT-futures-5m.csv.gz", "wt") as dst:
+        dst.writelines(lines)
+    return d
+
+
+def test_parse_time() -> None:
+    assert parse_time("1735603200000") == 1735603200000
+    assert parse_time("2024-12-31") == 1735603200000
+    assert parse_time("2024-12-31T01:00+01:00") == 1735603200000
+
+
+async def test_decide_with_zero_keys_uses_the_rules_analyst(small_data: Path, tmp_cwd: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODELS", raising=False)
+    settings = load_settings()
+    report = await run_decide(settings, "BTCUSDT", None, small_data, record=False)
+    assert [v["voter"] for v in report["voters"]] == ["rules"]
+    assert report["consensus"]["action"] in ("LONG", "SHORT", "HOLD")
+    assert report["snapshot"]["time_ms"] % (15 * 60_000) == 0
+    assert set(report["snapshot"]["timeframes"]) == {"15m", "1h", "4h"}
+    json.dumps(report, default=str)
+
+
+async def test_decide_with_a_model_voter_records_to_postgres(small_data: Path, tmp_cwd: Path, pool: object,
+                                                             pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with FakeOpenAIServer() as oai:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-cli")
+        monkeypatch.setenv("OPENAI_BASE_URL", oai.base_url)  # type: ignore[attr-defined]
+        settings = load_settings(models="openai:gpt-4.1-mini", database_url=pg_url, rules_voter="always",
+                                 min_voters=1)
+        at = 1735603200000 + (ROWS - 10) * 300_000
+        # the model answers relative to the price it is shown
+        price_holder: dict[str, float] = {}
+
+        def answer(body: dict[str, object]) -> Reply:
+            text = json.dumps(body["messages"])
+            price = float(text.split("Current price: ")[1].split("\\n")[0])
+            price_holder["p"] = price
+            return Reply(text=vote_json("HOLD", 0.5, price=price))
+
+        oai.default = answer  # type: ignore[attr-defined]
+        report = await run_decide(settings, "BTCUSDT", at, small_data, record=True)
+    voters = {v["voter"]: v for v in report["voters"]}
+    assert set(voters) == {"rules", "openai:gpt-4.1-mini"}
+    assert voters["openai:gpt-4.1-mini"]["vote"]["action"] == "HOLD"
+    assert price_holder["p"] == pytest.approx(report["snapshot"]["price"])
+    n = await pool.fetchval("SELECT count(*) FROM model_votes WHERE snapshot_hash = $1",  # type: ignore[attr-defined]
+                            report["snapshot"]["hash"])
+    assert n == 2
+    assert await pool.fetchval("SELECT count(*) FROM decisions") == 1  # type: ignore[attr-defined]
