@@ -9,7 +9,8 @@ without checking. Every request is logged (`requests`).
 Venue model: one-way positions, isolated margin, market orders fill at the mark price with a
 0.05 % taker fee; conditional orders trigger when `set_mark()` crosses them (a triggered algo
 order becomes a regular MARKET order with a venue-generated client id; the algo order turns
-FINISHED with `actualOrderId`, `executedQty`, `avgPrice`); GET `/fapi/v1/allAlgoOrders` lists them. `apply_funding()` books FUNDING_FEE income (positive rate: longs pay).
+FINISHED with `actualOrderId`, `executedQty`, `avgPrice`; GET `/fapi/v1/allAlgoOrders` lists
+them). `apply_funding()` books FUNDING_FEE income (positive rate: longs pay).
 
 Fault injection (`inject(Fault(...))`, consumed in order per path/method):
 - `timeout`: execute, then answer after `delay` s (the client times out first);

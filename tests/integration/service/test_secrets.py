@@ -13,7 +13,7 @@ import structlog
 
 from quorum.api.app import create_app
 from quorum.cache import MemoryTTLCache
-from quorum.logging import configure_logging
+from quorum.logging import _RedactingFormatter, configure_logging
 from quorum.notify.telegram import TelegramNotifier
 from quorum.runtime import RuntimeState, wall_ms
 from quorum.store.db import redact_url, resolve_database_url
@@ -47,6 +47,10 @@ def captured_logs() -> Iterator[io.StringIO]:
 
 
 async def test_no_secret_in_logs_or_responses(captured_logs: io.StringIO, pool: asyncpg.Pool) -> None:
+    # pytest re-arranges root handlers between phases: attach the redacting stdlib handler here
+    stdlib = logging.StreamHandler(captured_logs)
+    stdlib.setFormatter(_RedactingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(stdlib)
     settings = make_settings()
     secrets = [v for v in SECRETS.values() if v] + ["DBPASS-SECRET-19af"]
     runtime = RuntimeState(mode="paper", scan_interval_s=60)
@@ -91,8 +95,10 @@ async def test_no_secret_in_logs_or_responses(captured_logs: io.StringIO, pool: 
         resolve_database_url(SECRETS["database_url"], settings.var_dir)
         assert "DBPASS" not in redact_url(SECRETS["database_url"])
         structlog.get_logger("test").info("leak_probe", note=f"token={API_TOKEN}")  # redaction backstop
-        logging.getLogger("test").warning("stdlib probe %s", SECRETS["binance_api_secret"])
+        probe = logging.getLogger(f"probe{id(captured_logs)}")  # a fresh logger: never disabled by dictConfig
+        probe.warning("stdlib probe %s", SECRETS["binance_api_secret"])
     finally:
+        logging.getLogger().removeHandler(stdlib)
         await notifier.close()
         await fake.stop()
     logs = captured_logs.getvalue()
