@@ -102,7 +102,7 @@ async def cached_path(servers: Servers, cache: Cache, runs: int) -> dict[str, fl
 
 async def main() -> dict[str, object]:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--cached-runs", type=int, default=300)
     args = ap.parse_args()
     servers = Servers()

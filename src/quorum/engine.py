@@ -10,7 +10,8 @@ market data (replay | live), clock (simulated | wall), venue (paper | Binance), 
     await engine.stop()             # finish the current step, leave protective stops in place
 
 `step(t)` handles one execution-bar close (phases A–C) and calls `run_cycle(t)` (phase D)
-when t closes a decision bar. Nothing sleeps except `clock.sleep_until`.
+when t closes a decision bar. Nothing sleeps except `clock.sleep_until`. What it tells
+`RuntimeState` listeners (trades, stop moves, breakers, reconciliations, errors): `quorum.notify.events`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from quorum.domain.exits import Bar
 from quorum.domain.models import Action, Candle, ExitReason, IntentKind, OrderIntent, PositionState, Side
 from quorum.engine_parts.shared import wants_close
 from quorum.execution.exchange import Exchange, ExchangeError
+from quorum.notify import events as ev
 from quorum.runtime import RuntimeState
 
 log = structlog.get_logger(__name__)
@@ -98,6 +100,9 @@ class Engine:
         runtime.symbols = list(self.symbols)
         runtime.scan_interval_s = self.decision_tf_ms / 1000.0
         runtime.on_kill = self._on_kill
+        self._errors = ev.ErrorThrottle()
+        if hasattr(risk, "on_breaker_event"):  # breakers trip/reset inside the risk manager
+            risk.on_breaker_event = self._breaker_event
 
     # --- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -117,6 +122,10 @@ class Engine:
             return True
         report = await self.reconciler.run()
         self.runtime.mark_exchange(bool(report.ok), getattr(report, "error", None))
+        payload = ev.reconciliation_payload(report)
+        if payload is not None:
+            self._dirty = True
+            await self.runtime.emit("reconciliation", payload)
         return bool(report.ok)
 
     async def stop(self) -> None:
@@ -133,7 +142,11 @@ class Engine:
             await self.clock.sleep_until(t + self.bar_settle_ms)
             if self._stopping:
                 break
-            await self.step(t)
+            try:
+                await self.step(t)
+            except Exception as exc:  # crash-only: say so, then let the supervisor restart us
+                await self._error("step_failed", None, exc, fatal=True)
+                raise
             t += self.exec_tf_ms
         return self.stats
 
@@ -188,16 +201,12 @@ class Engine:
                 filters = await self._symbol_filters(pos.symbol)
                 new_state, intents = await self.risk.on_bar(
                     state, Bar(bar.open_ms, bar.open, bar.high, bar.low, bar.close), filters)
-                await self._execute_exit_intents(pid, new_state, intents, t)
-            except ExchangeError as exc:
-                self.stats.errors += 1
-                self.runtime.mark_exchange(False, str(exc))
-                log.warning("engine.position_step_failed", symbol=pos.symbol, error=str(exc))
+                await self._execute_exit_intents(pid, new_state, intents, t, state.stop_price)
             except Exception as exc:  # one position's failure must not stop the others' protection
                 await self._error("position_step_failed", pos.symbol, exc)
 
     async def _execute_exit_intents(self, pid: str, state: PositionState, intents: Sequence[OrderIntent],
-                                    t: int) -> None:
+                                    t: int, old_stop: float | None = None) -> None:
         for intent in intents:
             if intent.kind is IntentKind.REDUCE:
                 await self.executor.reduce(pid, intent.quantity, intent.reason)
@@ -207,8 +216,12 @@ class Engine:
                 return
         if await self._closed(pid, t):
             return
-        if any(i.kind is IntentKind.MOVE_STOP for i in intents):
-            await self.executor.move_stop(pid, state.stop_price)
+        move = next((i for i in intents if i.kind is IntentKind.MOVE_STOP), None)
+        if move is not None:
+            res = await self.executor.move_stop(pid, state.stop_price)
+            self._dirty = True
+            await self.runtime.emit("stop_moved", ev.stop_moved_payload(
+                state.symbol, state.side.value, old_stop, state.stop_price, move.reason, getattr(res, "status", None)))
             await self._closed(pid, t)
 
     async def _closed(self, pid: str, t: int) -> bool:
@@ -222,20 +235,36 @@ class Engine:
         self._dirty = True
         net = float(row["net_pnl"] or 0.0)
         reason = str(row["exit_reason"] or "")
+        # listeners hear of the trade before of the breakers it may trip
+        await self.runtime.emit("trade_closed", {"symbol": row["symbol"], "net_pnl": net, "exit_reason": reason})
         await self.risk.record_trade_closed(row["symbol"], net, reason, t)
         self.stats.closes += 1
         self.stats.trades.append({"symbol": row["symbol"], "net_pnl": net, "exit_reason": reason, "time_ms": t})
         metrics.TRADES.labels(row["symbol"], row["side"]).inc()
         if net > 0:
             metrics.WINS.labels(row["symbol"], row["side"]).inc()
-        await self.runtime.emit("trade_closed", {"symbol": row["symbol"], "net_pnl": net, "exit_reason": reason})
         return True
 
-    async def _error(self, what: str, symbol: str, exc: Exception) -> None:
+    async def _error(self, what: str, symbol: str | None, exc: Exception, *, fatal: bool = False) -> None:
+        """Count, log and tell listeners (identical repeats within an hour are held back)."""
         self.stats.errors += 1
-        text = f"{type(exc).__name__}: {exc}"[:300]
-        log.error("engine." + what, symbol=symbol, error=text, exc_info=exc)
-        await self.runtime.emit("error", {"where": what, "symbol": symbol, "error": text})
+        text = ev.error_text(exc)
+        if isinstance(exc, ExchangeError):  # expected trouble: no traceback
+            self.runtime.mark_exchange(False, str(exc))
+            log.warning("engine." + what, symbol=symbol, error=text)
+        else:
+            log.error("engine." + what, symbol=symbol, error=text, exc_info=exc)
+        repeats = self._errors.admit(what, symbol, exc, self.clock.now_ms())
+        if repeats is not None or fatal:
+            await self.runtime.emit("error", ev.error_payload(what, symbol, exc, fatal=fatal, repeats=repeats or 0))
+
+    async def _breaker_event(self, event: Any) -> None:
+        """RiskManager hook: a breaker tripped or reset."""
+        self._dirty = True
+        key = f"{event.breaker}:{event.symbol}" if event.symbol else event.breaker
+        self.runtime.set_breaker(key, event.reason if event.event == "trip" else None)
+        kind, payload = ev.breaker_payload(event)
+        await self.runtime.emit(kind, payload)
 
     async def _symbol_filters(self, symbol: str) -> Any:
         if symbol not in self._filters:
@@ -254,10 +283,6 @@ class Engine:
                 continue
             try:
                 await self._decide(sym, snap, t)
-            except ExchangeError as exc:
-                self.stats.errors += 1
-                self.runtime.mark_exchange(False, str(exc))
-                log.warning("engine.decision_failed", symbol=sym, error=str(exc))
             except Exception as exc:  # one symbol's failure must not stop the cycle
                 await self._error("decision_failed", sym, exc)
         self.runtime.mark_scan()

@@ -12,8 +12,6 @@ import math
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -38,14 +36,6 @@ async def record_pool(settings: Settings, *, max_size: int = 4) -> AsyncIterator
         await pool.close()
 
 
-def _by_day(trades: list[Any]) -> dict[str, dict[str, Any]]:
-    # statistics.breakdown has no "day" key: regroup by exit day through a key it has
-    # (exit_reason), so each day's figures come from the very same code.
-    tagged = [replace(t, exit_reason=datetime.fromtimestamp(t.exit_ms / 1000, tz=UTC).strftime("%Y-%m-%d"))
-              for t in trades]
-    return breakdown(tagged, "exit_reason")
-
-
 async def build_report(pool: asyncpg.Pool, settings: Settings, mode: str) -> dict[str, Any]:
     """Every figure of the record of `mode` (paper | live | backtest)."""
     trades = await load_trades(pool, mode)
@@ -58,7 +48,7 @@ async def build_report(pool: asyncpg.Pool, settings: Settings, mode: str) -> dic
         "by_side": breakdown(trades, "side"),
         "by_model": breakdown(trades, "voter"),
         "by_exit_reason": breakdown(trades, "exit_reason"),
-        "by_day": _by_day(trades),
+        "by_day": breakdown(trades, "day"),
     }
 
 

@@ -25,6 +25,9 @@ from quorum.domain.models import ClosedTrade
 DAY_MS = 86_400_000
 TRADING_DAYS_PER_YEAR = 365.0
 BREAKDOWN_KEYS = ("symbol", "side", "hour", "exit_reason", "voter")
+# Every key `breakdown` accepts. "day" (UTC date of the exit) is left out of BREAKDOWN_KEYS, which
+# lists the backtest summary's tables: a long backtest would get one row per day there.
+GROUP_KEYS = (*BREAKDOWN_KEYS, "day")
 
 
 def wilson_interval(wins: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -168,21 +171,27 @@ def _hour(t: ClosedTrade) -> list[str]:
     return [f"{datetime.fromtimestamp(t.entry_ms / 1000, tz=UTC).hour:02d}"]
 
 
+def _day(t: ClosedTrade) -> list[str]:
+    return [datetime.fromtimestamp(t.exit_ms / 1000, tz=UTC).strftime("%Y-%m-%d")]
+
+
 _KEYS: dict[str, Callable[[ClosedTrade], list[str]]] = {
     "symbol": lambda t: [t.symbol],
     "side": lambda t: [str(t.side.value)],
     "hour": _hour,
     "exit_reason": lambda t: [t.exit_reason],
     "voter": lambda t: list(t.voters) if t.voters else ["(none)"],
+    "day": _day,
 }
 
 
 def breakdown(trades: Sequence[ClosedTrade], key: str) -> dict[str, dict[str, Any]]:
-    """Group trades by `key` (symbol, side, hour of entry UTC, exit_reason, voter) and give each
-    group n, wins, losses, win_rate, win_rate_ci95, profit_factor, expectancy (USD),
-    expectancy_r and net_pnl. A trade counts once for every voter that backed it."""
+    """Group trades by `key` (symbol, side, hour of entry UTC, exit_reason, voter, day = UTC date
+    of the exit as "YYYY-MM-DD") and give each group n, wins, losses, win_rate, win_rate_ci95,
+    profit_factor, expectancy (USD), expectancy_r and net_pnl. A trade counts once for every
+    voter that backed it."""
     if key not in _KEYS:
-        raise ValueError(f"unknown breakdown key {key!r}; allowed: {', '.join(BREAKDOWN_KEYS)}")
+        raise ValueError(f"unknown breakdown key {key!r}; allowed: {', '.join(GROUP_KEYS)}")
     groups: dict[str, list[ClosedTrade]] = {}
     for t in trades:
         for g in _KEYS[key](t):

@@ -56,6 +56,7 @@ class SubmitResult:
     fee: float = 0.0
     error: str | None = None
     fills: tuple[VenueFill, ...] = field(default_factory=tuple)
+    error_class: str | None = None  # the venue error's class label, e.g. "would_trigger"
 
     @property
     def ok(self) -> bool:
@@ -156,7 +157,7 @@ class OrderManager:
             ORDER_ERRORS.labels(error_class=exc.error_class).inc()
             error = f"{exc.code or ''} {exc}".strip()
             await self.repo.transition(req.client_order_id, OrderState.REJECTED, error=error)
-            return SubmitResult(req.client_order_id, OrderState.REJECTED, error=str(exc))
+            return SubmitResult(req.client_order_id, OrderState.REJECTED, error=str(exc), error_class=exc.error_class)
         except UnknownSymbol as exc:
             ORDER_ERRORS.labels(error_class=exc.error_class).inc()
             await self.repo.transition(req.client_order_id, OrderState.REJECTED, error=str(exc))

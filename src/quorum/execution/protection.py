@@ -29,7 +29,7 @@ from quorum.execution.exchange import (
     stop_order,
     take_profit_order,
 )
-from quorum.execution.ledger import Ledger
+from quorum.execution.ledger import Ledger, exit_reason_for
 from quorum.execution.orders import OrderManager, SubmitResult, round_to_tick
 from quorum.store.state import AlertRepository
 
@@ -118,6 +118,9 @@ class Executor:
         pos = await self.ledger.book_entry(cid, pid, opened_ms=self.clock())
         assert pos is not None
         if not await self.ensure_stop(pid):
+            row = await self.positions.get_row(pid)
+            if row is not None and row["exit_reason"] != ExitReason.PROTECTION_FAILED.value:
+                return ExecResult("closed", pid, pos.quantity, pos.entry_price, "stop level already breached")
             return ExecResult("protection_failed", pid, pos.quantity, pos.entry_price, "stop could not be placed")
         if take_profit is not None:
             await self._place_take_profit(pos, take_profit)
@@ -150,9 +153,11 @@ class Executor:
         return None
 
     # --- protection ------------------------------------------------------------------------------
-    async def ensure_stop(self, position_id: str) -> bool:
-        """Make the exchange stop match the position (size and price). False = protection failed
-        and the position was closed at market."""
+    async def ensure_stop(self, position_id: str, *, breach_reason: str | None = None) -> bool:
+        """Make the exchange stop match the position (size and price). False = the position was
+        closed at market: because the venue says the stop level is already breached (closed as
+        that stop would have closed it — `breach_reason`, by default classified from the position
+        like a venue-triggered stop), or because protection failed (critical alert)."""
         pos = await self.positions.get(position_id)
         if pos is None:
             return False
@@ -182,6 +187,9 @@ class Executor:
         if res.state is OrderState.FILLED:  # triggered at once: the position is (being) closed
             await self.sync_position(position_id)
             return True
+        if res.state is OrderState.REJECTED and res.error_class == "would_trigger":
+            await self._stop_breached(pos, res, breach_reason or exit_reason_for("stop", "", pos))
+            return False
         await self._protection_failed(pos, res)
         return False
 
@@ -220,6 +228,19 @@ class Executor:
                                         "state": res.state.value})
         log.error("protection.failed", position_id=pos.position_id, error=res.error)
         await self.close(pos.position_id, ExitReason.PROTECTION_FAILED.value, ensure=False)
+
+    async def _stop_breached(self, pos: PositionState, res: SubmitResult, reason: str) -> None:
+        """The price is already through the stop level (Binance -2021): exit at market now, as the
+        stop would have. The previous stop stayed on the venue meanwhile, so this is an exit, not a
+        protection failure: a warning, not a critical alert (which would block the go-live gate)."""
+        assert pos.position_id is not None
+        await self.alerts.raise_alert(
+            "warning", "stop_breached",
+            f"{pos.symbol}: price already through the stop {pos.stop_price} ({res.error}); closing at market",
+            symbol=pos.symbol, details={"position_id": pos.position_id, "stop_order": res.client_order_id,
+                                        "reason": reason})
+        log.warning("protection.stop_breached", position_id=pos.position_id, reason=reason)
+        await self.close(pos.position_id, reason, ensure=False)
 
     async def _cancel_all(self, symbol: str, cids: list[str]) -> bool:
         """Cancel; True if one of them had filled meanwhile (a fill that raced the cancel)."""
@@ -275,6 +296,23 @@ class Executor:
         except ExchangeError:
             return None
 
+    async def refresh_orders(self, position_id: str) -> None:
+        """Bring the position's still-open order rows up to the venue's word, so a stop that
+        filled on the venue is recorded as filled here, not left for reconciliation to correct."""
+        for row in await self.orders.orders_for_position(position_id):
+            if row["state"] not in (OrderState.ACCEPTED.value, OrderState.PARTIALLY_FILLED.value):
+                continue
+            try:
+                venue = await self.exchange.fetch_order(
+                    row["symbol"], row["client_order_id"],
+                    conditional=row["type"] in ("stop_market", "take_profit_market"))
+            except ExchangeError as exc:
+                log.warning("sync.order_refresh_failed", cid=row["client_order_id"], error=str(exc))
+                continue
+            if venue is not None and (venue.state.value != row["state"]
+                                      or venue.filled_quantity != float(row["filled_quantity"])):
+                await self.om.apply_venue(venue)
+
     async def cancel_protective_orders(self, symbol: str) -> None:
         try:
             orders = await self.exchange.fetch_open_orders(symbol)
@@ -282,14 +320,20 @@ class Executor:
             return
         await self._cancel_all(symbol, [o.client_order_id for o in orders if o.reduce_only])
 
-    async def move_stop(self, position_id: str, new_stop: float) -> ExecResult:
-        """Persist the new stop and make the exchange follow (new stop first, then cancel old)."""
+    async def move_stop(self, position_id: str, new_stop: float, reason: str | None = None) -> ExecResult:
+        """Persist the new stop and make the exchange follow (new stop first, then cancel old).
+        If the price is already through the new level, the position is closed at market instead
+        (status "closed"), with `reason` or the stop's classification as the exit reason."""
         pos = await self.positions.get(position_id)
         if pos is None:
             return ExecResult("noop", position_id, reason="unknown position")
         await self.positions.update_risk_state(replace(pos, stop_price=new_stop))
-        ok = await self.ensure_stop(position_id)
-        return ExecResult("moved" if ok else "protection_failed", position_id, pos.quantity, new_stop)
+        if await self.ensure_stop(position_id, breach_reason=reason):
+            return ExecResult("moved", position_id, pos.quantity, new_stop)
+        row = await self.positions.get_row(position_id)
+        exit_reason = str(row["exit_reason"]) if row is not None else ""
+        status = "protection_failed" if exit_reason == ExitReason.PROTECTION_FAILED.value else "closed"
+        return ExecResult(status, position_id, pos.quantity, new_stop, exit_reason)
 
     async def sync_position(self, position_id: str, *, reason: str | None = None, ensure: bool = True) -> None:
         """Import the venue's trades for the position's symbol, book them, close the record when
@@ -306,6 +350,7 @@ class Executor:
         net = await self.ledger.settle(position_id, reason, closed_ms=self.clock())
         if net is not None:
             await self.cancel_protective_orders(pos.symbol)  # what is left of its stop/TP orders
+            await self.refresh_orders(position_id)  # e.g. the stop that filled, the TP that expired
         elif venue_qty == 0.0:
             # venue flat but our fills do not add up: close on the venue's word, say so
             await self.orders.record_reconciliation("closed_without_fills", pos.symbol, {"position_id": position_id})

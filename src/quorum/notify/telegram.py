@@ -19,6 +19,7 @@ import httpx
 import structlog
 
 from quorum.config import Settings
+from quorum.logging import redact
 from quorum.runtime import RuntimeState
 
 log = structlog.get_logger(__name__)
@@ -39,15 +40,16 @@ HELP = "Commands: /status, /pause, /resume, /kill"
 
 
 def format_event(kind: str, payload: dict[str, Any]) -> str:
-    """One short message per event: a title and `key: value` lines (floats compact)."""
+    """One short message per event: a title and `key: value` lines (floats compact, empty values
+    left out), secrets redacted. Payloads: see `quorum.notify.events`."""
     lines = [f"[{payload.get('mode', '')}] {TITLES.get(kind, kind)}".replace("[] ", "")]
     for key, value in payload.items():
         if key == "mode" or value is None:
             continue
         if isinstance(value, float):
-            value = f"{value:.6g}"
+            value = f"{value:.8g}"
         lines.append(f"{key}: {value}")
-    return "\n".join(lines)[:4000]
+    return redact("\n".join(lines))[:4000]
 
 
 def format_status(status: dict[str, Any]) -> str:

@@ -17,11 +17,15 @@ Engine usage (all times UTC ms):
     state, intents = await rm.on_consensus_close(state, now_ms, price)
     await rm.record_trade_closed(symbol, net_pnl, exit_reason, now_ms)
     await rm.reset_breaker("drawdown", actor="operator", now_ms=...)
+
+Optional hook: `rm.on_breaker_event = async fn(BreakerEvent)` is awaited for every trip and reset
+after it is stored (the engine registers one to notify listeners); a failing hook is logged and
+never stops the risk manager.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -39,6 +43,7 @@ from quorum.store.risk import RiskStore
 
 log = structlog.get_logger(__name__)
 HOUR_MS = 3_600_000
+BreakerHook = Callable[[brk.BreakerEvent], Awaitable[None]]
 
 
 class RiskManager:
@@ -53,6 +58,7 @@ class RiskManager:
         brackets: BracketTable | None = None,
         policy: RiskPolicy | None = None,
         exit_policy: ExitPolicy | None = None,
+        on_breaker_event: BreakerHook | None = None,
     ) -> None:
         self.mode = mode or str(getattr(settings.trading_mode, "value", settings.trading_mode))
         self.policy = policy or RiskPolicy.from_settings(settings)
@@ -62,6 +68,7 @@ class RiskManager:
         self.positions = PositionRepository(pool, self.mode)
         self.book = brk.BreakerBook()
         self._loaded = False
+        self.on_breaker_event = on_breaker_event
 
     # --- state ----------------------------------------------------------------------------------
     async def load(self) -> brk.BreakerBook:
@@ -76,7 +83,16 @@ class RiskManager:
             self.book = book
             for e in events:
                 log.warning("breaker_" + e.event, breaker=e.breaker, symbol=e.symbol, reason=e.reason, actor=e.actor)
+                await self._notify(e)
         return events
+
+    async def _notify(self, event: brk.BreakerEvent) -> None:
+        if self.on_breaker_event is None:
+            return
+        try:
+            await self.on_breaker_event(event)
+        except Exception as exc:  # a notification failure must never block the risk gate
+            log.warning("breaker_hook_failed", breaker=event.breaker, error=type(exc).__name__)
 
     def breakers_status(self, now_ms: int) -> dict[str, str]:
         """{breaker: reason} of the active trips (for RuntimeState.breakers and /status)."""

@@ -122,12 +122,10 @@ async def test_final_rejections_are_recorded_and_open_nothing(live, code, msg, k
     assert await live.pool.fetchval("SELECT count(*) FROM positions") == 0
 
 
-@pytest.mark.parametrize("code,msg", [
-    (-2021, "Order would immediately trigger."),
-    (-4120, "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead."),
-])
-async def test_stop_refused_closes_position_at_market_and_alerts(live, code, msg):
-    live.fake.inject(Fault("code", ALGO, "POST", code=code, msg=msg))
+async def test_stop_refused_closes_position_at_market_and_alerts(live):
+    live.fake.inject(Fault("code", ALGO, "POST", code=-4120,
+                           msg="Order type not supported for this endpoint. Please use the Algo Order API endpoints "
+                               "instead."))
     res = await live.executor.execute(open_intent(qty=0.01, stop=49_000.0))
     assert res.status == "protection_failed"
     assert live.fake.positions == {}, "an unprotected position must not stay open"
@@ -135,6 +133,22 @@ async def test_stop_refused_closes_position_at_market_and_alerts(live, code, msg
     assert row["status"] == "closed" and row["exit_reason"] == "protection_failed"
     alert = await live.pool.fetchrow("SELECT * FROM alerts WHERE kind='protection_failed'")
     assert alert["severity"] == "critical"
+    assert live.fake.open_orders_count() == 0
+
+
+async def test_stop_that_would_immediately_trigger_is_a_stop_out_not_a_protection_failure(live):
+    """-2021: the price is already through the stop level. Closing at market is what the stop
+    would have done; it is recorded as a stop-loss with a warning, and no critical alert (which
+    would block the go-live gate) is raised."""
+    live.fake.inject(Fault("code", ALGO, "POST", code=-2021, msg="Order would immediately trigger."))
+    res = await live.executor.execute(open_intent(qty=0.01, stop=49_000.0))
+    assert res.status == "closed"
+    assert live.fake.positions == {}, "an unprotected position must not stay open"
+    row = await live.pool.fetchrow("SELECT * FROM positions")
+    assert row["status"] == "closed" and row["exit_reason"] == "stop_loss"
+    assert await live.pool.fetchval("SELECT count(*) FROM alerts WHERE severity='critical'") == 0
+    alert = await live.pool.fetchrow("SELECT * FROM alerts WHERE kind='stop_breached'")
+    assert alert["severity"] == "warning"
     assert live.fake.open_orders_count() == 0
 
 

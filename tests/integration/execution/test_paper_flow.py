@@ -81,17 +81,20 @@ async def test_move_stop_places_new_before_cancelling_old(pool):
     assert res.position_id
 
 
-async def test_stop_that_would_trigger_closes_at_market_and_alerts(pool):
+async def test_stop_that_would_trigger_closes_at_market_with_the_stops_reason(pool):
+    """The price falls through the new (trailing) stop before it is placed (-2021): the position
+    is closed at market as that stop would have closed it. Regression: this used to be booked as
+    `protection_failed` with a critical alert, which blocks the go-live gate for an ordinary exit."""
     _clock, ex, executor = await _setup(pool)
     res = await executor.execute(open_intent(qty=0.01, stop=49_000.0))
-    # the price falls through the new stop before it is placed: -2021 → protection failed
     await ex.on_price("BTCUSDT", 49_400.0, T0 + 1000)
-    moved = await executor.move_stop(res.position_id, 49_600.0)
-    assert moved.status == "protection_failed"
+    moved = await executor.move_stop(res.position_id, 49_600.0, "trailing_stop")
+    assert moved.status == "closed"
     row = await pool.fetchrow("SELECT * FROM positions WHERE id=$1", res.position_id)
-    assert row["status"] == "closed" and row["exit_reason"] == "protection_failed"
+    assert row["status"] == "closed" and row["exit_reason"] == "trailing_stop"
     assert await ex.fetch_positions() == []
-    alerts = await pool.fetch("SELECT * FROM alerts WHERE kind='protection_failed' AND severity='critical'")
+    assert await pool.fetchval("SELECT count(*) FROM alerts WHERE severity='critical'") == 0
+    alerts = await pool.fetch("SELECT * FROM alerts WHERE kind='stop_breached' AND severity='warning'")
     assert len(alerts) == 1
 
 
@@ -206,3 +209,21 @@ async def test_venue_truth_wins_over_a_given_up_order(pool):
     assert any("forced" in e["detail"] for e in ev)
     assert await invariants(pool, executor) == {"unprotected": 0, "duplicate_stops": 0, "mismatched": 0,
                                                "lost_fills": 0, "duplicate_entries": 0}
+
+
+async def test_stop_filled_on_the_venue_is_recorded_without_reconciliation(pool):
+    """Regression: the filled stop and the expired take-profit used to stay `accepted` in our
+    records until the next reconciliation 'corrected' them after every trade."""
+    _clock, ex, executor = await _setup(pool)
+    res = await executor.execute(open_intent(qty=0.01, stop=49_000.0), take_profit=52_000.0)
+    await ex.on_bar("BTCUSDT", bar(T0 + 300_000, 49_900.0, 49_950.0, 48_800.0, 48_900.0))
+    await executor.sync_position(res.position_id)
+    row = await pool.fetchrow("SELECT status, exit_reason FROM positions WHERE id=$1", res.position_id)
+    assert row["status"] == "closed" and row["exit_reason"] == "stop_loss"
+    states = {r["type"]: r["state"] for r in await pool.fetch(
+        "SELECT type, state FROM orders WHERE position_id=$1 AND type <> 'market'", res.position_id)}
+    assert states == {"stop_market": "filled", "take_profit_market": "expired"} or \
+        states == {"stop_market": "filled", "take_profit_market": "cancelled"}
+    report = await Reconciler(executor).run()
+    assert report.ok
+    assert await pool.fetchval("SELECT count(*) FROM reconciliation_events WHERE kind = 'order_synced'") == 0

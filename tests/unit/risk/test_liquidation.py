@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from quorum.domain.liquidation import (
@@ -77,6 +77,7 @@ def test_bad_input_raises_value_error() -> None:
 
 
 @settings(max_examples=200, deadline=None)
+@example(side="long", qty=30.0, entry=190_834.0, lev=125, other_mm=0.0, other_upnl=0.0)  # found by hypothesis
 @given(
     side=st.sampled_from(["long", "short"]),
     qty=st.floats(0.001, 100),
@@ -89,6 +90,7 @@ def test_at_liquidation_margin_balance_equals_maintenance(side: str, qty: float,
                                                          other_mm: float, other_upnl: float) -> None:
     notional = qty * entry
     b = bracket_for(notional, BUNDLED["BTCUSDT"])
+    lev = min(lev, b.max_leverage)  # Binance refuses leverage above the position's bracket maximum
     wb = notional / lev
     lp = liquidation_price(side, qty, entry, wb, b.maint_margin_rate, b.maint_amount, other_mm, other_upnl)
     s = 1 if side == "long" else -1
