@@ -6,10 +6,14 @@ Nothing is stepped bar by bar in Python unless something can happen on that bar:
   `rules_signals` call per series) — a HOLD decision changes nothing;
 - an open position jumps from event bar to event bar with the risk module's numpy
   `first_event_index` (stop / take-profit / partial / trailing / break-even / time stop) plus
-  the venue's own rounded stop and take-profit and the funding times; the peak over skipped
-  bars is folded with `fold_extremes`;
+  the venue's own rounded stop and take-profit; the peak over skipped bars is folded with
+  `fold_extremes`;
 - on an event bar the engine's exact rules run: the venue twin's `on_bar` (funding, triggers),
-  then `step_bar`, then the intents at the venue price.
+  then `step_bar`, then the intents at the venue price;
+- a funding time between two event bars gets a light event at its bar (the venue settles the
+  funding there, at the same point of the event order as the engine would) without re-scanning;
+- the flat-account facts an entry needs (marks, exposure, the breakers' equity sample) are
+  cached per decision time while nothing fills.
 
 Events across symbols are processed in time order through a heap (bars before decisions at the
 same time, symbols in sorted order), so a decision only ever sees the past.
@@ -57,6 +61,13 @@ def rules_rows(si: SymbolInput, min_conf: float) -> np.ndarray:
     return np.flatnonzero((si.dec_code != 0) & (si.dec_conf >= min_conf - 1e-12))
 
 
+def _regular_grid(open_ms: np.ndarray, tf_ms: int) -> tuple[int, int] | None:
+    n = len(open_ms)
+    if n == 0 or (n > 1 and not bool(np.all(np.diff(open_ms) == tf_ms))):
+        return None
+    return int(open_ms[0]), n
+
+
 class FastBacktest:
     """Run the loop over prepared inputs; `run()` returns trades, decisions and fills."""
 
@@ -85,27 +96,60 @@ class FastBacktest:
         self._seg_start: dict[str, int] = {}
         self.heap: list[tuple[int, int, int, int, int]] = []
         self.events = 0
-        self._facts_key: tuple[int, int] | None = None
+        self._facts_key: tuple[int, int, int] | None = None
         self._facts: list[OpenPositionFact] = []
+        self._exposure_key: tuple[int, int, int, int] | None = None
+        self._exposure = exposure_state((), (), {}, 0)
+        self._idx = {s.symbol: i for i, s in enumerate(self.inputs)}
+        self._bfg: tuple[tuple[brk.Trip, ...] | None, bool] = (None, False)
+        self._equity_fed: tuple[int, float] | None = None
+        self._equity_key: tuple[int, int, int, int] | None = None
+        self._equity = 0.0
+        self._equity_book: brk.BreakerBook | None = None
+        # Per symbol: (first open, count) when the bars lie on the execution grid without gaps, so
+        # bar lookups are arithmetic instead of searchsorted; None otherwise.
+        self._grid = [_regular_grid(s.open_ms, cfg.exec_tf_ms) for s in self.inputs]
+        # The visited decision rows as plain lists (indexed by the row pointer): row, T, code, k, conf.
+        self._rl = []
+        for s in self.inputs:
+            r = self.rows[s.symbol]
+            self._rl.append((r.tolist(), s.dec_time[r].tolist(), s.dec_code[r].tolist(), s.dec_bar[r].tolist(),
+                             s.dec_conf[r].tolist()))
 
     # --- scheduling ----------------------------------------------------------------------
     def _push_decision(self, i: int, ptr: int) -> None:
-        si = self.inputs[i]
-        rows = self.rows[si.symbol]
-        if ptr < len(rows):
-            heapq.heappush(self.heap, (int(si.dec_time[rows[ptr]]), DECISION, i, ptr, 0))
+        times = self._rl[i][1]
+        if ptr < len(times):
+            heapq.heappush(self.heap, (times[ptr], DECISION, i, ptr, 0))
+
+    def _searchsorted(self, i: int, x: int, right: bool) -> int:
+        """`np.searchsorted(open_ms, x, side)` of symbol i (arithmetic on a regular grid)."""
+        g = self._grid[i]
+        if g is None:
+            return int(np.searchsorted(self.inputs[i].open_ms, x, side="right" if right else "left"))
+        o0, n = g
+        tf = self.cfg.exec_tf_ms
+        if right:
+            return 0 if x < o0 else min(n, (x - o0) // tf + 1)
+        return 0 if x <= o0 else min(n, (x - o0 - 1) // tf + 1)
+
+    def _funding_bar(self, i: int, start: int) -> int:
+        """The first bar at or after `start` whose open is at or after the next funding time."""
+        iv = self.cfg.funding_interval_ms
+        o = int(self.inputs[i].open_ms[start])
+        nf = (o // iv) * iv
+        if nf < o:
+            nf += iv
+        return self._searchsorted(i, nf, right=False)
 
     def _schedule(self, book: Book) -> None:
+        """Push the position's next event bar; the funding bars before it get light funding-only
+        events (a funding payment changes the wallet, never the position's exit state)."""
         si = self.inputs[book.symbol_idx]
         start = book.processed + 1
         if start > si.last:
             return
-        iv = self.cfg.funding_interval_ms
-        nf = (int(si.open_ms[start]) // iv) * iv
-        if nf < int(si.open_ms[start]):
-            nf += iv
-        fbar = int(np.searchsorted(si.open_ms, nf, side="left"))
-        end = min(si.last, fbar) + 1
+        end = si.last + 1
         j = first_event_index(book.state, si.open, si.high, si.low, si.close, self.policy[si.symbol], start,
                               open_ms=si.open_ms, end=end)
         vp = self.venue.positions.get(si.symbol)
@@ -124,7 +168,13 @@ class FastBacktest:
                 j = start + int(idx[0])
         j = min(j, end - 1)
         book.version += 1
-        heapq.heappush(self.heap, (int(si.open_ms[j]) + self.cfg.exec_tf_ms, BAR, book.symbol_idx, j, book.version))
+        book.event_bar = j
+        tf = self.cfg.exec_tf_ms
+        heapq.heappush(self.heap, (int(si.open_ms[j]) + tf, BAR, book.symbol_idx, j, book.version))
+        fb = self._funding_bar(book.symbol_idx, start)
+        while fb < j:
+            heapq.heappush(self.heap, (int(si.open_ms[fb]) + tf, BAR, book.symbol_idx, fb, book.version))
+            fb = self._funding_bar(book.symbol_idx, fb + 1)
 
     # --- the loop ------------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -138,7 +188,10 @@ class FastBacktest:
                 book = self.books.get(si.symbol)
                 if book is None or book.version != ver:
                     continue
-                self._bar_event(si, book, arg, t)
+                if arg == book.event_bar:
+                    self._bar_event(si, book, arg, t)
+                else:
+                    self._funding_event(si, book, arg, t)
             else:
                 self._decision_event(si, i, arg, t)
             if self.progress is not None and self.events % 2048 == 0:
@@ -156,17 +209,37 @@ class FastBacktest:
         return RunResult(self.trades, self.decisions, self.venue.fills, self.venue, self.breaker_events,
                          self.segments, bars, self.events)
 
-    def _bar_event(self, si: SymbolInput, book: Book, k: int, t: int) -> None:
-        """Phases A–C of the engine for one symbol's bar k (closing at t)."""
-        state = fold_extremes(book.state, si.high, si.low, book.processed + 1, k)
-        o, h, lo, c = float(si.open[k]), float(si.high[k]), float(si.low[k]), float(si.close[k])
+    def _venue_bar(self, si: SymbolInput, k: int, t: int) -> list[tuple[Any, str]]:
+        """Phases A–B: the venue sees bar k (funding due by its open, triggers), then its price
+        becomes the price at t."""
         v = self.venue
         if k > 0:
             v.funded_until[si.symbol] = max(v.funded_until.get(si.symbol, 0), int(si.open_ms[k - 1]))
-        triggered = v.on_bar(si.symbol, int(si.open_ms[k]), o, h, lo, c, self.cfg.exec_tf_ms)
+        triggered = v.on_bar(si.symbol, int(si.open_ms[k]), float(si.open[k]), float(si.high[k]),
+                             float(si.low[k]), float(si.close[k]), self.cfg.exec_tf_ms)
         v.on_price(si.symbol, si.price_at(k), t)
+        return triggered
+
+    def _funding_event(self, si: SymbolInput, book: Book, k: int, t: int) -> None:
+        """A funding bar before the position's next event: the venue settles funding on it. The
+        scan found nothing that `step_bar` would do on it (its peak is folded at the next event);
+        should the venue's own orders trigger anyway, the bar becomes a full event."""
+        triggered = self._venue_bar(si, k, t)
+        if triggered:
+            self._bar_event(si, book, k, t, triggered)
+
+    def _bar_event(self, si: SymbolInput, book: Book, k: int, t: int,
+                   triggered: list[tuple[Any, str]] | None = None) -> None:
+        """Phases A–C of the engine for one symbol's bar k (closing at t)."""
+        first = book.processed + 1
+        o, h, lo, c = float(si.open[k]), float(si.high[k]), float(si.low[k]), float(si.close[k])
+        v = self.venue
+        if triggered is None:
+            triggered = self._venue_bar(si, k, t)
         book.processed = k
-        book.state = state
+        # The peak over the skipped bars (fold_extremes) changes nothing a venue-triggered close
+        # records (side, entry, quantities, stop, trailing flag), so it is folded only for a
+        # position that is still open after the venue's triggers.
         for fill, kind in triggered:
             self._record_exit(si, book, fill.quantity, fill.price, fill.fee, fill.time_ms)
             if si.symbol not in v.positions:
@@ -174,6 +247,7 @@ class FastBacktest:
                 cid = "liquidation" if kind == "liquidation" else ""
                 self._finish(si, book, exit_reason_for(purpose, cid, book.state), fill.time_ms, t)
                 return
+        state = book.state = fold_extremes(book.state, si.high, si.low, first, k)
         vp = v.positions[si.symbol]
         if state.quantity != vp.quantity:
             state = replace(state, quantity=vp.quantity)
@@ -208,7 +282,9 @@ class FastBacktest:
             return True
         if v.place_stop(si.symbol, book.state.stop_price, vp.quantity):
             return True
-        self._market_close(si, book, ExitReason.PROTECTION_FAILED.value, t)
+        # the venue refuses a stop only when the price is already through it (Binance -2021):
+        # close at market as that stop would have, like the executor does
+        self._market_close(si, book, exit_reason_for("stop", "", book.state), t)
         return False
 
     def _record_exit(self, si: SymbolInput, book: Book, qty: float, price: float, fee: float, t: int) -> None:
@@ -256,18 +332,20 @@ class FastBacktest:
     # --- decisions -----------------------------------------------------------------------
     def _decision_event(self, si: SymbolInput, i: int, ptr: int, t: int) -> None:
         book = self.books.get(si.symbol)
-        row = int(self.rows[si.symbol][ptr])
+        rl = self._rl[i]
+        row = rl[0][ptr]
         if book is None and self._blocked_for_good():
             return  # no entry can pass any more (an operator must reset the breaker); stop visiting
         self._push_decision(i, ptr + 1)
-        if book is not None and self.proposal_fn is None and int(si.dec_code[row]) == book.state.side.sign:
+        code = rl[2][ptr]
+        if book is not None and self.proposal_fn is None and code == book.state.side.sign:
             return  # the rules analyst agrees with the open position: nothing to do
-        k = int(si.dec_bar[row])
+        k = rl[3][ptr]
         price_now = float(si.close[k])
         if book is None and self.proposal_fn is None:
             rec: dict[str, Any] = {"time_ms": t, "symbol": si.symbol,
-                                   "action": "LONG" if int(si.dec_code[row]) > 0 else "SHORT",
-                                   "confidence": float(si.dec_conf[row])}
+                                   "action": "LONG" if code > 0 else "SHORT",
+                                   "confidence": rl[4][ptr]}
             self._entry(si, row, k, t, None, rec)
             self.decisions.append(rec)
             return
@@ -298,17 +376,20 @@ class FastBacktest:
     def _blocked_for_good(self) -> bool:
         """A global breaker without an end time (drawdown) blocks every entry until an operator
         resets it — which a backtest never does."""
-        return any(tr.until_ms is None and tr.symbol is None for tr in self.book_breakers.trips)
+        trips = self.book_breakers.trips
+        if trips is not self._bfg[0]:  # the answer only changes with the trips
+            self._bfg = (trips, any(tr.until_ms is None and tr.symbol is None for tr in trips))
+        return self._bfg[1]
 
     def _account_facts(self, t: int) -> list[OpenPositionFact]:
         """Open positions marked at the venue price at t (cached while nothing filled)."""
-        key = (t, len(self.venue.fills))
+        key = (t, len(self.venue.fills), len(self.trades))
         if self._facts_key == key:
             return self._facts
         facts = []
         for sym, vp in self.venue.positions.items():
             s = self.by_symbol[sym]
-            k = int(np.searchsorted(s.open_ms, t - self.cfg.exec_tf_ms, side="right")) - 1
+            k = self._searchsorted(self._idx[sym], t - self.cfg.exec_tf_ms, right=True) - 1
             self.venue.on_price(sym, s.price_at(min(k, s.last)), t)
             facts.append(OpenPositionFact(sym, vp.side, vp.quantity, self.venue.last_price[sym]))
         self._facts_key, self._facts = key, facts
@@ -318,13 +399,28 @@ class FastBacktest:
                rec: dict[str, Any]) -> None:
         v = self.venue
         facts = self._account_facts(t)
-        v.on_price(si.symbol, si.price_at(k), t)
-        equity = v.equity()
-        self.book_breakers, evs = brk.on_equity(self.book_breakers, equity, t, self.cfg.risk_policy.breakers)
-        self._breaker_events(evs)
+        v.on_price(si.symbol, si.price_at(k), t)  # a flat symbol: no effect on the equity
+        # The equity only moves with the wallet (fills, funding) and the open positions' marks
+        # (set for t by `_account_facts`): one figure per (t, fills, trades, cash events).
+        qkey = (t, len(v.fills), len(self.trades), len(v.cash_events))
+        if self._equity_key != qkey:
+            self._equity_key, self._equity = qkey, v.equity()
+        equity = self._equity
+        # Feeding the same (t, equity) again to the book that call returned changes nothing (its
+        # expiries, day roll, peak and trips were all applied by that call): skipped.
+        if self._equity_fed != (t, equity) or self._equity_book is not self.book_breakers:
+            self.book_breakers, evs = brk.on_equity(self.book_breakers, equity, t, self.cfg.risk_policy.breakers)
+            self._equity_fed, self._equity_book = (t, equity), self.book_breakers
+            if evs:
+                self._breaker_events(evs)
         while self.recent_opens and self.recent_opens[0] <= t - 3_600_000:
             del self.recent_opens[0]  # only the last hour's opens count (max opens per hour)
-        exposure = exposure_state(facts, self.recent_opens, self.last_exit, t)
+        # Opens, exits and positions only change with a fill or a closed trade: the exposure state
+        # built for this (t, fills, trades) serves every symbol deciding at t.
+        ekey = (t, len(v.fills), len(self.trades), len(self.recent_opens))
+        if self._exposure_key != ekey:
+            self._exposure_key, self._exposure = ekey, exposure_state(facts, self.recent_opens, self.last_exit, t)
+        exposure = self._exposure
         side = Side.LONG if int(si.dec_code[row]) > 0 else Side.SHORT
         # The risk verdict's own breaker and exposure checks, done first because they are cheap:
         # when they block, `evaluate` could only reject too.
@@ -375,7 +471,7 @@ class FastBacktest:
             initial_quantity=fill.quantity, initial_stop=verdict.stop_price, stop_price=verdict.stop_price,
             take_profit=verdict.take_profit, leverage=float(lev), opened_ms=t, peak_price=fill.price,
             atr=_nan_none(float(si.dec_atr[row])), decision_id=f"{si.symbol}-{t}")
-        book = Book(state, self.inputs.index(si), k, fill.fee, verdict.risk_usd,
+        book = Book(state, self._idx[si.symbol], k, fill.fee, verdict.risk_usd,
                     funding_from=len(v.funding_payments),
                     voters=self.voters_fn(si.symbol, row) if self.voters_fn else (RULES_VOTER,))
         self.books[si.symbol] = book

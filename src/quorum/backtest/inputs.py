@@ -8,6 +8,7 @@ ATR, regime, funding rate) by index lookups — exactly what `builder.snapshot(T
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,11 +54,15 @@ class SymbolInput:
         return regime_of(int(self.dec_regime[i]))
 
     def funding_rate_at(self, t: int) -> float | None:
-        return None if self.funding is None else self.funding.last_rate(t)
+        """`FundingSeries.last_rate(t)`: the rate of the last event settled at or before t."""
+        if self.funding is None:
+            return None
+        i = int(self.funding.time_ms.searchsorted(t, side="right")) - 1
+        return None if i < 0 else float(self.funding.rate[i])
 
 
 def _nan_none(x: float) -> float | None:
-    return None if not np.isfinite(x) else float(x)
+    return float(x) if math.isfinite(x) else None
 
 
 def prepare_symbol(series: CandleSeries, first: int, start_ms: int, end_ms: int, decision_tf: str,

@@ -23,6 +23,7 @@ class Book:
     funding_from: int = 0  # index into venue.funding_payments where this position's began
     voters: tuple[str, ...] = (RULES_VOTER,)
     version: int = 0
+    event_bar: int = -1  # the bar of the scheduled event (other scheduled bars only settle funding)
 
 
 @dataclass

@@ -122,12 +122,22 @@ def utc_day_start(ms: int) -> int:
     return ms - ms % DAY_MS
 
 
+def _with_trips(book: BreakerBook, trips: tuple[Trip, ...]) -> BreakerBook:
+    return BreakerBook(book.day_start_ms, book.day_start_equity, book.equity_peak, book.last_equity,
+                       book.consecutive_losses, trips)
+
+
+def _with_losses(book: BreakerBook, losses: int) -> BreakerBook:
+    return BreakerBook(book.day_start_ms, book.day_start_equity, book.equity_peak, book.last_equity, losses,
+                       book.trips)
+
+
 def _trip(book: BreakerBook, trip: Trip) -> Transition:
     if any(t.key == trip.key for t in book.trips):
         return book, ()
     ev = BreakerEvent(trip.breaker, "trip", trip.reason, trip.at_ms, trip.symbol, trip.value, trip.threshold,
                       trip.until_ms)
-    return replace(book, trips=(*book.trips, trip)), (ev,)
+    return _with_trips(book, (*book.trips, trip)), (ev,)
 
 
 def _reset(book: BreakerBook, key: str, reason: str, at_ms: int, actor: str = "system") -> Transition:
@@ -136,18 +146,21 @@ def _reset(book: BreakerBook, key: str, reason: str, at_ms: int, actor: str = "s
         return book, ()
     t = found[0]
     ev = BreakerEvent(t.breaker, "reset", reason, at_ms, t.symbol, None, None, None, actor)
-    return replace(book, trips=tuple(x for x in book.trips if x.key != key)), (ev,)
+    return _with_trips(book, tuple(x for x in book.trips if x.key != key)), (ev,)
 
 
 def expire(book: BreakerBook, now_ms: int) -> Transition:
     """Reset every timed trip whose time is up; roll the day at 00:00 UTC (daily loss resets)."""
+    if not any(t.until_ms is not None and now_ms >= t.until_ms for t in book.trips) and (
+            book.day_start_ms is None or now_ms - now_ms % DAY_MS <= book.day_start_ms):
+        return book, ()  # nothing expires, same day (the common case, kept cheap)
     events: list[BreakerEvent] = []
     for t in list(book.trips):
         if t.until_ms is not None and now_ms >= t.until_ms:
             book, evs = _reset(book, t.key, "cool-down over" if t.breaker != DAILY_LOSS else "new UTC day", now_ms)
             events.extend(evs)
             if t.breaker == LOSS_STREAK:
-                book = replace(book, consecutive_losses=0)
+                book = _with_losses(book, 0)
     if book.day_start_ms is not None and utc_day_start(now_ms) > book.day_start_ms:
         book = replace(book, day_start_ms=utc_day_start(now_ms), day_start_equity=book.last_equity)
     return book, tuple(events)
@@ -163,7 +176,9 @@ def on_equity(book: BreakerBook, equity: float, now_ms: int, policy: BreakerPoli
     if book.day_start_ms is None or book.day_start_equity is None:
         book = replace(book, day_start_ms=utc_day_start(now_ms), day_start_equity=equity)
     peak = equity if book.equity_peak is None else max(book.equity_peak, equity)
-    book = replace(book, equity_peak=peak, last_equity=equity)
+    if book.equity_peak != peak or book.last_equity != equity:  # else the same book again
+        book = BreakerBook(book.day_start_ms, book.day_start_equity, peak, equity, book.consecutive_losses,
+                           book.trips)
     start = book.day_start_equity
     if start is not None and start > 0:
         loss_pct = (start - equity) / start * 100.0
@@ -188,14 +203,14 @@ def on_trade_closed(book: BreakerBook, symbol: str, net_pnl: float, exit_reason:
     book, events = expire(book, now_ms)
     out = list(events)
     if math.isfinite(net_pnl) and net_pnl < 0:
-        book = replace(book, consecutive_losses=book.consecutive_losses + 1)
+        book = _with_losses(book, book.consecutive_losses + 1)
         if book.consecutive_losses >= policy.max_consecutive_losses:
             book, evs = _trip(book, Trip(LOSS_STREAK, f"{book.consecutive_losses} losses in a row", now_ms,
                                          book.consecutive_losses, policy.max_consecutive_losses,
                                          until_ms=now_ms + policy.loss_streak_cooldown_ms))
             out.extend(evs)
-    else:
-        book = replace(book, consecutive_losses=0)
+    elif book.consecutive_losses != 0:
+        book = _with_losses(book, 0)
     if exit_reason in STOP_OUT_REASONS and policy.symbol_cooldown_ms > 0:
         book, evs = _trip(book, Trip(SYMBOL_COOLDOWN, f"{exit_reason} on {symbol}", now_ms,
                                      until_ms=now_ms + policy.symbol_cooldown_ms, symbol=symbol))

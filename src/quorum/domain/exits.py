@@ -29,7 +29,7 @@ verdict); only the trailing stop is measured from the peak.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from typing import Any, Protocol
 
 import numpy as np
@@ -100,6 +100,16 @@ class ExitPolicy:
         }
         values.update(overrides)
         return cls(**values)
+
+
+_POSITION_FIELDS = tuple(f.name for f in fields(PositionState))
+
+
+def _evolve(position: PositionState, **changes: Any) -> PositionState:
+    """`dataclasses.replace` for the hot path (same result, less overhead)."""
+    values = {name: getattr(position, name) for name in _POSITION_FIELDS}
+    values.update(changes)
+    return PositionState(**values)
 
 
 # --- levels (shared by the scalar and the vector path so both compute identical floats) ----
@@ -176,7 +186,7 @@ def _close(position: PositionState, reason: ExitReason, price: float, time_ms: i
         reason=reason.value, price_hint=price, decision_id=position.decision_id,
         extra={"time_ms": time_ms, "position_id": position.position_id},
     )
-    return replace(position, quantity=0.0), (intent,)
+    return _evolve(position, quantity=0.0), (intent,)
 
 
 def step_bar(position: PositionState, bar: BarLike, policy: ExitPolicy) -> tuple[
@@ -220,7 +230,7 @@ def step_bar(position: PositionState, bar: BarLike, policy: ExitPolicy) -> tuple
                 decision_id=state.decision_id,
                 extra={"time_ms": t, "position_id": state.position_id, "step": k + 1},
             ))
-        state = replace(state, quantity=state.quantity - qty, partials_done=k + 1)
+        state = _evolve(state, quantity=state.quantity - qty, partials_done=k + 1)
         k += 1
         level = partial_level(state, policy, k)
 
@@ -246,7 +256,7 @@ def step_bar(position: PositionState, bar: BarLike, policy: ExitPolicy) -> tuple
         be_stop = break_even_stop(state, policy)
         if s * (be_stop - new_stop) > 0:
             new_stop = be_stop
-    state = replace(state, peak_price=peak, stop_price=new_stop, trailing_active=trailing_active)
+    state = _evolve(state, peak_price=peak, stop_price=new_stop, trailing_active=trailing_active)
     if new_stop != position.stop_price:
         intents.append(OrderIntent(
             kind=IntentKind.MOVE_STOP, symbol=state.symbol, side=state.side, quantity=state.quantity,
@@ -324,34 +334,57 @@ def first_event_index(
     nearest = min(favourable_levels, key=lambda lvl: s * lvl) if favourable_levels else None
     time_limit = position.opened_ms + policy.time_stop_ms if policy.time_stop_ms > 0 and open_ms is not None else None
 
-    # Scan in growing chunks so that a near event costs little and a far one O(n) once.
+    # The adverse levels (stop, liquidation) merge into one threshold: adverse beyond the stop
+    # OR beyond the liquidation ⇔ adverse beyond the farther-in of the two (exact for non-NaN).
+    adverse_levels = [position.stop_price]
+    if liq is not None and liq > 0:
+        adverse_levels.append(liq)
+    merged: float | None = None
+    if not (math.isnan(adverse_levels[0]) or math.isnan(adverse_levels[-1])):
+        merged = max(adverse_levels) if s > 0 else min(adverse_levels)
+    highs_a = np.asarray(highs, dtype=np.float64)
+    lows_a = np.asarray(lows, dtype=np.float64)
+    adverse_all = lows_a if s > 0 else highs_a
+    favour_all = highs_a if s > 0 else lows_a
+    open_ms_a = np.asarray(open_ms) if time_limit is not None and open_ms is not None else None
+
+    if always:
+        for i in range(start, n):
+            if _usable(opens, highs_a, lows_a, i):
+                return i
+        return n
+    # Scan in growing chunks so that a near event costs little and a far one O(n) once. Unusable
+    # bars are filtered on the (rare) hits only.
     a, chunk = start, 256
     while a < n:
         b = min(n, a + chunk)
-        o = np.asarray(opens[a:b], dtype=np.float64)
-        h = np.asarray(highs[a:b], dtype=np.float64)
-        lo = np.asarray(lows[a:b], dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            valid = np.isfinite(o) & np.isfinite(h) & np.isfinite(lo) & (o > 0) & (h > 0) & (lo > 0)
-            adverse = lo if s > 0 else h
-            favour = h if s > 0 else lo
-            event = s * (position.stop_price - adverse) >= 0
-            if always:
-                event |= True
-            if liq is not None and liq > 0:
-                event |= s * (liq - adverse) >= 0
-            if new_extreme_matters:
-                event |= s * (favour - position.peak_price) > 0
-            if nearest is not None:
-                event |= s * (favour - nearest) >= 0
-            if time_limit is not None and open_ms is not None:
-                event |= np.asarray(open_ms[a:b]) >= time_limit
-            event &= valid
-        hits = np.flatnonzero(event)
-        if hits.size:
-            return a + int(hits[0])
+        adverse = adverse_all[a:b]
+        favour = favour_all[a:b]
+        # Comparisons only (no arithmetic on the bars): NaN compares False without warnings.
+        if merged is not None:
+            event = adverse <= merged if s > 0 else adverse >= merged
+        else:
+            with np.errstate(invalid="ignore"):
+                event = s * (position.stop_price - adverse) >= 0
+                if liq is not None and liq > 0:
+                    event |= s * (liq - adverse) >= 0
+        if new_extreme_matters:
+            event |= (favour > position.peak_price) if s > 0 else (favour < position.peak_price)
+        if nearest is not None:
+            event |= (favour >= nearest) if s > 0 else (favour <= nearest)
+        if open_ms_a is not None and time_limit is not None:
+            event |= open_ms_a[a:b] >= time_limit
+        for hit in event.nonzero()[0].tolist():
+            if _usable(opens, highs_a, lows_a, a + hit):
+                return a + hit
         a, chunk = b, chunk * 4
     return n
+
+
+def _usable(opens: FloatArray, highs: FloatArray, lows: FloatArray, i: int) -> bool:
+    """What `step_bar` requires of bar i (scalar, exact)."""
+    o, h, lo = float(opens[i]), float(highs[i]), float(lows[i])
+    return math.isfinite(o) and math.isfinite(h) and math.isfinite(lo) and o > 0 and h > 0 and lo > 0
 
 
 def fold_extremes(position: PositionState, highs: FloatArray, lows: FloatArray, start: int, end: int) -> PositionState:
@@ -360,12 +393,16 @@ def fold_extremes(position: PositionState, highs: FloatArray, lows: FloatArray, 
         return position
     s = _sign(position)
     seg = np.asarray(highs[start:end] if s > 0 else lows[start:end], dtype=np.float64)
-    seg = seg[np.isfinite(seg) & (seg > 0)]
-    if seg.size == 0:
-        return position
-    extreme = float(seg.max() if s > 0 else seg.min())
+    extreme = float(np.maximum.reduce(seg) if s > 0 else np.minimum.reduce(seg))
+    # A finite, positive max (min) already excludes NaN / ±inf / ≤ 0 values from mattering;
+    # otherwise drop the unusable values and look again.
+    if not (math.isfinite(extreme) and extreme > 0):
+        seg = seg[np.isfinite(seg) & (seg > 0)]
+        if seg.size == 0:
+            return position
+        extreme = float(seg.max() if s > 0 else seg.min())
     if s * (extreme - position.peak_price) > 0:
-        return replace(position, peak_price=extreme)
+        return _evolve(position, peak_price=extreme)
     return position
 
 

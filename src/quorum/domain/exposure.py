@@ -115,23 +115,24 @@ def exposure_check(symbol: str, side: Side, equity: float, now_ms: int, state: E
     """(blocking reason codes, notional still allowed for a new position under the total cap)."""
     reasons: list[str] = []
     sym = symbol.upper()
+    open_positions = state.open_positions
     if sym in policy.blocked_symbols:
         reasons.append("symbol_blocked")
-    if any(p.symbol == sym for p in state.open_positions):
+    if sym in [p.symbol for p in open_positions]:
         reasons.append("position_already_open")
-    if len(state.open_positions) >= max_positions(equity, policy):
+    if len(open_positions) >= max_positions(equity, policy):
         reasons.append("max_concurrent_positions")
     last_exit = state.last_exit_ms.get(sym)
     if last_exit is not None and now_ms - last_exit < policy.reentry_cooldown_ms:
         reasons.append("reentry_cooldown")
-    if sum(1 for t in state.recent_open_ms if now_ms - HOUR_MS < t <= now_ms) >= policy.max_opens_per_hour:
+    if len([t for t in state.recent_open_ms if now_ms - HOUR_MS < t <= now_ms]) >= policy.max_opens_per_hour:
         reasons.append("max_opens_per_hour")
     for cluster in state.clusters:
         if sym in cluster:
-            same = sum(1 for p in state.open_positions if p.symbol in cluster and p.side is side)
+            same = sum(1 for p in open_positions if p.symbol in cluster and p.side is side)
             if same >= policy.max_positions_per_cluster:
                 reasons.append("correlation_cluster_full")
-    used = sum(abs(p.notional) for p in state.open_positions)
+    used = sum([abs(p.notional) for p in open_positions])
     room = max(0.0, equity * policy.max_total_notional_pct / 100.0 - used) if equity > 0 else 0.0
     return tuple(reasons), room
 

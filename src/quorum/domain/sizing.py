@@ -140,11 +140,13 @@ def choose_leverage(
     The estimate uses the isolated margin (notional / leverage) as the wallet balance; in cross
     mode the whole wallet backs the position, so the true liquidation price is farther away."""
     best: int | None = None
+    b = bracket_for(notional, brackets)  # the bracket depends on the notional only
     for lev in range(max(1, cap), 0, -1):
-        b = bracket_for(notional, brackets)
         if lev > b.max_leverage:
             continue
-        lp, _ = isolated_liquidation(side, notional, entry, lev, brackets)
+        # = isolated_liquidation(side, notional, entry, lev, brackets), without re-finding b
+        lp = liquidation_price(side, notional / entry, entry, isolated_margin(notional, lev), b.maint_margin_rate,
+                               b.maint_amount)
         if liquidation_ok(side, entry, stop, lp, buffer_multiple):
             best = lev
             break
