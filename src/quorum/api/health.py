@@ -155,22 +155,37 @@ def check_engine(runtime: RuntimeState, now_ms: int) -> Component:
 
 class IoChecks:
     """The database and cache checks, reused for `ttl_s` seconds: /health can be polled hundreds
-    of times a second without putting that load on Postgres (0 = check on every request)."""
+    of times a second without putting that load on Postgres (0 = check on every request).
 
-    def __init__(self, ttl_s: float = 1.0) -> None:
+    Past `ttl_s` the last answer is still served while ONE background probe refreshes it, so no
+    request waits on a database round trip (under load that wait was /health's latency tail);
+    past `stale_factor × ttl_s` requests wait for a fresh probe again, so a failure is never
+    hidden for long."""
+
+    def __init__(self, ttl_s: float = 1.0, stale_factor: float = 5.0) -> None:
         self.ttl_s = ttl_s
+        self.max_stale_s = ttl_s * stale_factor
         self._at = -1e18
         self._result: tuple[Component, Component] | None = None
         self._lock = asyncio.Lock()
+        self._refresh: asyncio.Task[tuple[Component, Component]] | None = None
 
-    async def get(self, pool: asyncpg.Pool | None, cache: Cache | None) -> tuple[Component, Component]:
-        if self._result is not None and time.monotonic() - self._at < self.ttl_s:
-            return self._result
+    async def _probe(self, pool: asyncpg.Pool | None, cache: Cache | None) -> tuple[Component, Component]:
         async with self._lock:  # one probe at a time; waiters reuse its answer
             if self._result is None or time.monotonic() - self._at >= self.ttl_s:
                 db, cc = await asyncio.gather(check_database(pool), check_cache(cache))
                 self._result, self._at = (db, cc), time.monotonic()
             return self._result
+
+    async def get(self, pool: asyncpg.Pool | None, cache: Cache | None) -> tuple[Component, Component]:
+        age = time.monotonic() - self._at
+        if self._result is not None and age < self.ttl_s:
+            return self._result
+        if self._result is not None and age < self.max_stale_s:
+            if self._refresh is None or self._refresh.done():
+                self._refresh = asyncio.ensure_future(self._probe(pool, cache))
+            return self._result
+        return await self._probe(pool, cache)
 
 
 async def run_checks(settings: Settings, runtime: RuntimeState, pool: asyncpg.Pool | None,
