@@ -29,6 +29,7 @@ from aiohttp import WSMsgType, web
 
 from quorum.config import timeframe_seconds
 from quorum.market.data_files import CandleSeries
+from tests.fakes.loopback import serve_on_loopback
 
 
 @dataclass
@@ -123,13 +124,7 @@ class FakeBinanceMarket:
         r.add_get("/market/ws/{stream}", self._ws)
         r.add_get("/public/ws/{stream}", self._ws)
         r.add_get("/ws/{stream}", self._ws)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app, access_log=None)
         return self
 
     async def stop(self) -> None:

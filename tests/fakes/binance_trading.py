@@ -35,6 +35,8 @@ from urllib.parse import unquote_plus
 
 from aiohttp import web
 
+from tests.fakes.loopback import serve_on_loopback
+
 FEE = 0.0005
 
 
@@ -108,11 +110,7 @@ class FakeBinanceTrading:
     async def start(self) -> str:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app, handle_signals=False, shutdown_timeout=0.1)
         return self.base_url
 
     @property

@@ -16,6 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.loopback import serve_on_loopback
+
 
 @dataclass
 class Reply:
@@ -63,13 +65,7 @@ class FakeServer:
     async def start(self) -> FakeServer:
         app = web.Application(client_max_size=10 * 1024 * 1024)
         app.router.add_post(self.route, self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_on_loopback(app, access_log=None)
         return self
 
     async def stop(self) -> None:

@@ -24,26 +24,31 @@ SCRIPT = Path(__file__).with_name("crash_session.py")
 ROOT = Path(__file__).resolve().parents[3]
 
 
-async def run_kill_cycle(url: str, seed: int, delay_s: float) -> str:
-    """Start the session, wait for READY, let it run `delay_s`, SIGKILL it. Returns the last line."""
+async def _kill_after_ready(args: list[str], delay_s: float, ready_timeout_s: float) -> str:
+    """Start a session script, wait for its READY line, let it run `delay_s`, SIGKILL it.
+    Returns its last printed line."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(SCRIPT), url, str(seed), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env=env, cwd=str(ROOT))
+        sys.executable, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        cwd=str(ROOT))
     assert proc.stdout is not None
-    last = ""
     while True:
-        line = (await asyncio.wait_for(proc.stdout.readline(), timeout=30)).decode().strip()
+        line = (await asyncio.wait_for(proc.stdout.readline(), timeout=ready_timeout_s)).decode().strip()
         if not line:
             err = await proc.stderr.read() if proc.stderr else b""
-            raise AssertionError(f"session exited before READY: {err.decode()[-2000:]}")
+            raise AssertionError(f"{Path(args[0]).name} exited before READY: {err.decode()[-2000:]}")
         if line == "READY":
             break
     await asyncio.sleep(delay_s)
     proc.send_signal(signal.SIGKILL)
     out, _ = await proc.communicate()
     lines = out.decode().strip().splitlines()
-    return lines[-1] if lines else last
+    return lines[-1] if lines else ""
+
+
+async def run_kill_cycle(url: str, seed: int, delay_s: float) -> str:
+    """The paper session: start, wait for READY, run `delay_s`, SIGKILL. Returns the last line."""
+    return await _kill_after_ready([str(SCRIPT), url, str(seed)], delay_s, ready_timeout_s=30)
 
 
 async def check_after_restart(pool) -> dict:
@@ -84,23 +89,7 @@ LIVE_SCRIPT = Path(__file__).with_name("crash_session_live.py")
 
 
 async def _kill_live(pg_url: str, fake_url: str, seed: int, delay_s: float) -> str:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(LIVE_SCRIPT), pg_url, fake_url, str(seed), stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env=env, cwd=str(ROOT))
-    assert proc.stdout is not None
-    while True:
-        line = (await asyncio.wait_for(proc.stdout.readline(), timeout=60)).decode().strip()
-        if not line:
-            err = await proc.stderr.read() if proc.stderr else b""
-            raise AssertionError(f"live session exited before READY: {err.decode()[-2000:]}")
-        if line == "READY":
-            break
-    await asyncio.sleep(delay_s)
-    proc.send_signal(signal.SIGKILL)
-    out, _ = await proc.communicate()
-    lines = out.decode().strip().splitlines()
-    return lines[-1] if lines else ""
+    return await _kill_after_ready([str(LIVE_SCRIPT), pg_url, fake_url, str(seed)], delay_s, ready_timeout_s=60)
 
 
 async def live_violations(pool, fake) -> dict:
