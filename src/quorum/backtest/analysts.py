@@ -14,7 +14,7 @@ loop runs, so the loop stays synchronous and fast:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,20 @@ def snapshots_at(inputs: list[SymbolInput], t: int) -> dict[str, Snapshot]:
     return build_snapshots(builders, t)
 
 
+async def _each_decision(inputs: list[SymbolInput], progress: Callable[[int], None] | None
+                         ) -> AsyncIterator[tuple[int, SymbolInput, int, Snapshot]]:
+    """Every (time, symbol input, decision row, snapshot) in time order; `progress(t)` after
+    each decision time. Symbols without a snapshot at a time are skipped."""
+    for t, items in sorted(_decision_times(inputs).items()):
+        snaps = snapshots_at(inputs, t)
+        for si, row in items:
+            snap = snaps.get(si.symbol)
+            if snap is not None:
+                yield t, si, row, snap
+        if progress is not None:
+            progress(t)
+
+
 async def replay_table(inputs: list[SymbolInput], pool: Any, rules: ConsensusRules,
                        progress: Callable[[int], None] | None = None) -> tuple[ProposalTable, dict[str, int]]:
     """Proposals from recorded votes; returns (table, counts of hits / misses)."""
@@ -49,26 +63,19 @@ async def replay_table(inputs: list[SymbolInput], pool: Any, rules: ConsensusRul
     known = {r["snapshot_hash"] for r in await pool.fetch("SELECT DISTINCT snapshot_hash FROM model_votes")}
     table: ProposalTable = {si.symbol: {} for si in inputs}
     counts = {"decisions": 0, "replayed": 0, "missing": 0}
-    for t, items in sorted(_decision_times(inputs).items()):
-        snaps = snapshots_at(inputs, t)
-        for si, row in items:
-            snap = snaps.get(si.symbol)
-            if snap is None:
-                continue
-            counts["decisions"] += 1
-            h = snap.hash
-            if h not in known:
-                counts["missing"] += 1
-                continue
-            recorded = await repo.recorded_votes(h)
-            votes = [v for v in recorded if isinstance(v, Vote)]
-            counts["replayed"] += 1
-            p = merge_votes(si.symbol, votes, len(recorded) - len(votes), rules, reference_price=snap.price,
-                            snapshot_hash=h, time_ms=t)
-            if p.action is not Action.HOLD:
-                table[si.symbol][row] = (p, tuple(v.voter for v in votes if v.action is p.action))
-        if progress is not None:
-            progress(t)
+    async for t, si, row, snap in _each_decision(inputs, progress):
+        counts["decisions"] += 1
+        h = snap.hash
+        if h not in known:
+            counts["missing"] += 1
+            continue
+        recorded = await repo.recorded_votes(h)
+        votes = [v for v in recorded if isinstance(v, Vote)]
+        counts["replayed"] += 1
+        p = merge_votes(si.symbol, votes, len(recorded) - len(votes), rules, reference_price=snap.price,
+                        snapshot_hash=h, time_ms=t)
+        if p.action is not Action.HOLD:
+            table[si.symbol][row] = (p, tuple(v.voter for v in votes if v.action is p.action))
     return table, counts
 
 
@@ -79,18 +86,11 @@ async def model_table(inputs: list[SymbolInput], consensus: Any, initial_equity:
 
     table: ProposalTable = {si.symbol: {} for si in inputs}
     account = AccountView(initial_equity, initial_equity, 0.0, 0)
-    for t, items in sorted(_decision_times(inputs).items()):
-        snaps = snapshots_at(inputs, t)
-        for si, row in items:
-            snap = snaps.get(si.symbol)
-            if snap is None:
-                continue
-            result = await consensus.decide(VoteContext(snap, account, ()), persist=False)
-            p = result.proposal
-            if p.action is not Action.HOLD:
-                table[si.symbol][row] = (p, tuple(v.voter for v in result.votes if v.action is p.action))
-        if progress is not None:
-            progress(t)
+    async for _t, si, row, snap in _each_decision(inputs, progress):
+        result = await consensus.decide(VoteContext(snap, account, ()), persist=False)
+        p = result.proposal
+        if p.action is not Action.HOLD:
+            table[si.symbol][row] = (p, tuple(v.voter for v in result.votes if v.action is p.action))
     return table
 
 
