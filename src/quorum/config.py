@@ -9,6 +9,7 @@ its value and the allowed range. Secrets are `SecretStr`: they never appear in `
 from __future__ import annotations
 
 import os
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -62,7 +63,8 @@ CsvList = Annotated[list[str], NoDecode]
 
 class ProviderConfig:
     """Per-provider connection settings, read from `<PROVIDER>_API_KEY`, `_BASE_URL`,
-    `_TIMEOUT_SECONDS`, `_TEMPERATURE` (falling back to the global model defaults)."""
+    `_TIMEOUT_SECONDS`, `_TEMPERATURE`, `_MAX_CONCURRENCY` (falling back to the global model
+    defaults; `max_concurrency` is how many calls to the provider may be in flight at once)."""
 
     def __init__(
         self,
@@ -71,12 +73,14 @@ class ProviderConfig:
         base_url: str | None,
         timeout_seconds: float,
         temperature: float,
+        max_concurrency: int = 64,
     ) -> None:
         self.name = name
         self.api_key = api_key
         self.base_url = base_url
         self.timeout_seconds = timeout_seconds
         self.temperature = temperature
+        self.max_concurrency = max_concurrency
 
     def __repr__(self) -> str:
         key = "set" if self.api_key else "unset"
@@ -106,6 +110,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")
     var_dir: Path = Path("var")
     weight_budget_share: float = Field(0.5, gt=0, le=0.9)
+    # open positions are checked against the live price at least this often (paper: 1m bars)
+    monitor_interval_seconds: int = Field(60, ge=60, le=900)
 
     # --- consensus --------------------------------------------------------------------------
     models: CsvList = Field(default_factory=list)
@@ -173,6 +179,9 @@ class Settings(BaseSettings):
     binance_api_key: SecretStr | None = None
     binance_api_secret: SecretStr | None = None
     binance_demo: bool = False
+    # REST base of USDⓈ-M futures and the websocket base of its streams (fakes, proxies, mirrors)
+    binance_fapi_url: str = "https://fapi.binance.com"
+    binance_fstream_url: str = "wss://fstream.binance.com"
 
     # --- go-live gate -----------------------------------------------------------------------
     gate_min_days: int = Field(28, ge=0, le=3650)
@@ -192,6 +201,15 @@ class Settings(BaseSettings):
     model_retry_initial_seconds: float = Field(0.5, ge=0, le=60)
     model_retry_max_seconds: float = Field(8.0, ge=0, le=300)
     model_max_tokens: int = Field(800, ge=64, le=32_000)
+    # symbols whose consensus is gathered at once in a decision cycle, and model calls in flight
+    # per provider (`<PROVIDER>_MAX_CONCURRENCY` overrides the latter per provider)
+    max_concurrent_decisions: int = Field(64, ge=1, le=1000)
+    model_max_concurrency: int = Field(64, ge=1, le=1000)
+
+    # --- service resilience -----------------------------------------------------------------
+    # consecutive failed engine steps that pause new entries (critical alert); entries resume by
+    # themselves after as many successful steps in a row
+    max_consecutive_step_failures: int = Field(5, ge=1, le=1000)
 
     @field_validator("symbols", "blocked_symbols", mode="before")
     @classmethod
@@ -236,12 +254,28 @@ class Settings(BaseSettings):
         parse_partial_exits(value)
         return value
 
+    @field_validator("binance_fapi_url")
+    @classmethod
+    def _check_fapi_url(cls, value: str) -> str:
+        return _endpoint_url(value, ("http", "https"), "an http(s) URL", "https://fapi.binance.com")
+
+    @field_validator("binance_fstream_url")
+    @classmethod
+    def _check_fstream_url(cls, value: str) -> str:
+        url = _endpoint_url(value, ("ws", "wss"), "a ws(s) URL", "wss://fstream.binance.com")
+        return url.removesuffix("/ws")  # the base: Quorum appends /ws (ccxt turns it into /market/ws)
+
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         if self.min_stop_loss_pct >= self.max_stop_loss_pct:
             raise ValueError("MIN_STOP_LOSS_PCT must be below MAX_STOP_LOSS_PCT")
         if timeframe_seconds(self.decision_timeframe) % timeframe_seconds(self.execution_timeframe):
             raise ValueError("DECISION_TIMEFRAME must be a multiple of EXECUTION_TIMEFRAME")
+        kline_lengths = {timeframe_seconds(tf) for tf in KNOWN_TIMEFRAMES}
+        if self.monitor_interval_seconds not in kline_lengths or \
+                timeframe_seconds(self.execution_timeframe) % self.monitor_interval_seconds:
+            raise ValueError(f"MONITOR_INTERVAL_SECONDS={self.monitor_interval_seconds} must be a kline length "
+                             "(60, 180, 300, ...) that divides EXECUTION_TIMEFRAME")
         return self
 
     # --- derived ----------------------------------------------------------------------------
@@ -267,7 +301,14 @@ class Settings(BaseSettings):
             raise ConfigError(f"{prefix}_TIMEOUT_SECONDS/{prefix}_TEMPERATURE: not a number ({exc})") from exc
         if timeout <= 0 or timeout > 1800:
             raise ConfigError(f"{prefix}_TIMEOUT_SECONDS={timeout}: must be in (0, 1800] seconds")
-        return ProviderConfig(name, SecretStr(key) if key else None, base, timeout, temperature)
+        raw = (env.get(f"{prefix}_MAX_CONCURRENCY") or "").strip()
+        try:
+            concurrency = int(raw) if raw else self.model_max_concurrency
+        except ValueError:
+            raise ConfigError(f"{prefix}_MAX_CONCURRENCY={raw!r}: not a whole number; allowed 1..1000") from None
+        if not 1 <= concurrency <= 1000:
+            raise ConfigError(f"{prefix}_MAX_CONCURRENCY={concurrency}: must be in 1..1000 calls in flight")
+        return ProviderConfig(name, SecretStr(key) if key else None, base, timeout, temperature, concurrency)
 
     def secret_values(self) -> list[str]:
         """Every configured secret's plain value, for redaction filters and leak tests."""
@@ -334,6 +375,26 @@ def _env_with_dotenv() -> dict[str, str]:
     return env
 
 
+def _endpoint_url(value: str, schemes: tuple[str, ...], kind: str, example: str) -> str:
+    """A base URL of a Binance endpoint: scheme in `schemes`, a host, an optional path prefix
+    (proxies); no credentials, query or fragment; without its trailing slash."""
+    from urllib.parse import urlsplit
+
+    text = value.strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in schemes or not parts.hostname:
+        raise ValueError(f"must be {kind} with a host, e.g. {example}")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("must not contain credentials (user:password@)")
+    if parts.query or parts.fragment or "?" in text or "#" in text:
+        raise ValueError(f"must be a base URL without query or fragment, e.g. {example}")
+    return (parts.scheme.lower() + text[len(parts.scheme):]).rstrip("/")
+
+
 def parse_partial_exits(spec: str) -> list[tuple[float, float]]:
     """Parse '0.33@1R,0.33@2R' into [(fraction, r_multiple), ...]. Empty means no partials."""
     plan: list[tuple[float, float]] = []
@@ -362,6 +423,8 @@ def _describe_error(err: dict[str, Any]) -> str:
     field_info = Settings.model_fields.get(field)
     secret = field_info is not None and _is_secret_field(field)
     value = "***" if secret else err.get("input")
+    if isinstance(value, str) and "@" in value:  # a URL's user:password never reaches a message
+        value = re.sub(r"//[^/@\s]*@", "//***@", value)
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     allowed = ""
     if field_info is not None:

@@ -12,8 +12,11 @@ server.rest_root, server.ws_root)`. It serves:
 The server has its own notion of "now" (`now_ms`): REST klines include the still-open bar
 (as Binance does) with PARTIAL values (close = open, half volume, marked in `partial_bars`) so
 a client that keeps it is caught. Failures are injectable: `fail_next(status, retry_after,
-count)` answers the next REST calls with 429/418 (+ Retry-After) and `drop_websockets()`
-closes every websocket. Every REST request is recorded in `requests`.
+count, paths)` answers the next REST calls with 429/418 (+ Retry-After) and body code -1003;
+`code`/`msg` give another Binance error body (e.g. 500 + -1001, 503 + -1007), `body` a raw
+non-JSON one (a gateway's page), and `delay_s` makes the answer arrive that late (a status
+below 400 then serves the normal reply, late: a client timeout). `drop_websockets()` closes
+every websocket. Every REST request is recorded in `requests`.
 """
 
 from __future__ import annotations
@@ -41,12 +44,19 @@ class Recorded:
     at: float
 
 
+RATE_LIMIT_MSG = "Too many requests; current limit is 2400 request weight per 1 MINUTE."
+
+
 @dataclass
 class Failure:
     status: int
     retry_after: int | None
     count: int
     paths: tuple[str, ...] = ()
+    code: int = -1003
+    msg: str = RATE_LIMIT_MSG
+    body: str | None = None  # a raw (non-JSON) body instead of Binance's {"code", "msg"}
+    delay_s: float = 0.0
 
 
 @dataclass
@@ -99,8 +109,12 @@ class FakeBinanceMarket:
             self.candles[(symbol, tf)] = s
 
     def fail_next(self, status: int = 429, retry_after: int | None = 1, count: int = 1,
-                  paths: tuple[str, ...] = ()) -> None:
-        self.failures.append(Failure(status, retry_after, count, paths))
+                  paths: tuple[str, ...] = (), *, code: int | None = None, msg: str | None = None,
+                  body: str | None = None, delay_s: float = 0.0) -> None:
+        """Answer the next `count` REST calls (to `paths`, or any) with `status` after `delay_s`
+        (see the module doc); `code`/`msg` default to the rate limit's -1003."""
+        self.failures.append(Failure(status, retry_after, count, paths, -1003 if code is None else code,
+                                     RATE_LIMIT_MSG if msg is None else msg, body, delay_s))
 
     @property
     def rest_root(self) -> str:
@@ -155,15 +169,23 @@ class FakeBinanceMarket:
         endpoint = request.match_info["endpoint"]
         params = dict(request.query)
         weight = self._weight(endpoint, params)
+        late = 0.0
         for f in self.failures:
             if f.count > 0 and (not f.paths or endpoint in f.paths):
                 f.count -= 1
                 self.requests.append(Recorded(endpoint, params, weight, f.status, time.monotonic()))
+                if f.delay_s > 0:
+                    await asyncio.sleep(f.delay_s)
+                if f.status < 400:  # only late: the normal reply follows
+                    late = f.delay_s
+                    break
                 hdr = {"Retry-After": str(f.retry_after)} if f.retry_after is not None else {}
-                code = -1003
-                msg = "Too many requests; current limit is 2400 request weight per 1 MINUTE."
-                return self._json({"code": code, "msg": msg}, weight, f.status, hdr)
-        self.requests.append(Recorded(endpoint, params, weight, 200, time.monotonic()))
+                if f.body is not None:
+                    self._charge(weight)
+                    return web.Response(text=f.body, status=f.status, headers=hdr, content_type="text/html")
+                return self._json({"code": f.code, "msg": f.msg}, weight, f.status, hdr)
+        if not late:
+            self.requests.append(Recorded(endpoint, params, weight, 200, time.monotonic()))
         handler = getattr(self, "_get_" + endpoint.replace("/", "_"), None)
         if handler is None:
             return self._json({"code": -5000, "msg": f"fake has no {endpoint}"}, 1, 404)

@@ -16,8 +16,8 @@ Fault injection (`inject(Fault(...))`, consumed in order per path/method):
 - `timeout`: execute, then answer after `delay` s (the client times out first);
 - `status`: answer HTTP `status` (5xx, 429, 418) with `headers` (Retry-After); `execute=True`
   executes the request before failing;
-- `code`: answer 400 {"code": code, "msg": msg} (-1021, -2019, -4164, -2021, -4120, -1006,
-  -1007 ...), `execute=True` executes first;
+- `code`: answer `code_status` (400 unless set, e.g. 500 for -1001) {"code": code, "msg": msg}
+  (-1021, -2019, -4164, -2021, -4120, -1001, -1006, -1007 ...), `execute=True` executes first;
 - `partial`: the next market order fills only `fraction` of its size (then EXPIRED);
 - `fill_after_cancel`: the next cancel finds the order already filled (fill, then -2011);
 - `missing_fields`: execute, then answer with `drop` keys removed from the JSON reply.
@@ -54,6 +54,7 @@ class Fault:
     fraction: float = 0.5
     drop: tuple[str, ...] = ()
     times: int = 1
+    code_status: int = 400
 
 
 @dataclass
@@ -178,7 +179,7 @@ class FakeBinanceTrading:
         h = dict(headers, **f.headers)
         if f.kind == "status":
             return web.Response(status=f.status, text=f.msg, headers=h)
-        return web.json_response({"code": f.code, "msg": f.msg}, status=400, headers=h)
+        return web.json_response({"code": f.code, "msg": f.msg}, status=f.code_status, headers=h)
 
     def _route(self, method: str, path: str, p: dict[str, str]) -> tuple[int, Any]:
         if path == "/fapi/v1/time":

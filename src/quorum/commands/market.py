@@ -68,9 +68,10 @@ def register(app: typer.Typer) -> None:
         until: str = typer.Option(None, help="End date (UTC, exclusive); default: now (closed bars only)"),
         data_dir: Path = typer.Option(None, help="Default: DATA_DIR"),
         funding: bool = typer.Option(True, help="Also download funding rates"),
-        rest_url: str = typer.Option(None, hidden=True, help="Alternative REST root (tests)"),
+        rest_url: str = typer.Option(None, hidden=True, help="REST root overriding BINANCE_FAPI_URL"),
     ) -> None:
         """Download Binance USDⓈ-M candles (+ funding) into the data directory, resuming where files end."""
+        from quorum.market.binance_rest import MarketDataUnavailable
         from quorum.market.data_files import DataFileError
 
         s = load_settings()
@@ -81,9 +82,14 @@ def register(app: typer.Typer) -> None:
         tfs = _csv(timeframes) or list(dict.fromkeys([s.execution_timeframe, *s.timeframes]))
         try:
             written = run_download(syms, tfs, _parse_day(since), _parse_day(until) if until else None,
-                                   data_dir or s.data_dir, funding, rest_url, s.weight_budget_share)
+                                   data_dir or s.data_dir, funding, rest_url or s.binance_fapi_url,
+                                   s.weight_budget_share)
         except DataFileError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(1) from None
+        except MarketDataUnavailable as exc:  # files hold every complete batch: a rerun resumes
+            print(f"error: {exc}; check BINANCE_FAPI_URL and the network, then run again to resume",
+                  file=sys.stderr)
             raise typer.Exit(1) from None
         for name, n in written.items():
             print(f"{name}: +{n} rows")

@@ -4,7 +4,7 @@ How the engine uses it::
 
     ex = PaperExchange(pool, account="paper", fill_model=FillModel.from_pct(...),
                        initial_balance=..., funding_rate=PAPER_FUNDING_RATE)       # or
-    ex = BinanceExchange(key, secret, demo=BINANCE_DEMO)
+    ex = BinanceExchange.from_settings(settings)  # keys, BINANCE_DEMO, BINANCE_FAPI_URL
     executor = Executor(ex, pool, mode, margin_mode=MARGIN_MODE, clock=clock.now_ms)
     report = await Reconciler(executor).run()       # start-up (and periodically); sets
                                                     # executor.entries_allowed on success

@@ -9,10 +9,14 @@
   field raises `MalformedReply` naming it.
 - Requests are serialised; nothing is sent while a 429/418 Retry-After is running. Order
   creation is never retried, except once after -1021 (clock resync), which the venue rejects
-  before execution. Errors are classified by ccxt exception class and Binance code (see
-  `classify`). Every answer updates the EXCHANGE_WEIGHT gauge (X-MBX-USED-WEIGHT-1M).
-- `demo=True` (BINANCE_DEMO) calls ccxt's `enable_demo_trading(True)`; `base_url` points every
-  endpoint at another host (tests use the fake server).
+  before execution; a cancel whose outcome is unknown is looked up, not resent. READS (`_read`)
+  are retried after Retry-After and on transient failures (5xx, timeouts, resets,
+  -1001/-1006/-1007) with capped backoff; when that runs out, `ExchangeUnavailable` names the
+  host, the call and the reason. Errors are classified by ccxt exception class and Binance code
+  (see `classify`). Every answer updates the EXCHANGE_WEIGHT gauge (X-MBX-USED-WEIGHT-1M).
+- `demo=True` (BINANCE_DEMO) calls ccxt's `enable_demo_trading(True)`; `base_url`
+  (BINANCE_FAPI_URL) then points every fapi endpoint at another host (a fake, a proxy): an
+  explicitly set URL wins over the demo hosts. `from_settings` is how `quorum run` builds it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 import ccxt
 import ccxt.async_support as ccxt_async
@@ -44,7 +49,21 @@ from quorum.execution.exchange import (
     VenuePosition,
     WouldTrigger,
 )
+from quorum.market.binance_rest import (
+    PRODUCTION_FAPI_URL,
+    Backoff,
+    RequestNoting,
+    binance_code,
+    configure_endpoints,
+    failure_message,
+    noting,
+    rate_limit_status,
+    transient_reason,
+)
 from quorum.metrics import EXCHANGE_WEIGHT
+
+if TYPE_CHECKING:
+    from quorum.config import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +75,10 @@ _STATUS = {
 }
 _TYPES = {"MARKET": "market", "STOP_MARKET": "stop_market", "TAKE_PROFIT_MARKET": "take_profit_market",
           "LIMIT": "limit", "STOP": "stop", "TAKE_PROFIT": "take_profit"}
+
+
+class TradingClient(RequestNoting, ccxt_async.binanceusdm):  # type: ignore[misc]
+    """ccxt binanceusdm whose requests can be described after a failure (see binance_rest)."""
 
 
 class _ClockSkew(ExchangeError):
@@ -99,9 +122,12 @@ class BinanceExchange:
     definitive_lookups = False
 
     def __init__(self, api_key: str, secret: str, *, demo: bool = False, base_url: str | None = None,
-                 timeout_ms: int = 10_000, default_retry_after_s: float = 60.0, rate_limit: bool = True) -> None:
-        # rate_limit: ccxt's throttle spaces requests by their Binance weight (tests switch it off)
-        self.client = ccxt_async.binanceusdm({
+                 timeout_ms: int = 10_000, default_retry_after_s: float = 60.0, rate_limit: bool = True,
+                 read_retry: Backoff | None = None, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+                 now: Callable[[], float] = time.monotonic) -> None:
+        # rate_limit: ccxt's throttle spaces requests by their Binance weight (tests switch it off);
+        # read_retry: backoff of reads; sleep/now: the clock of every wait (tests record them)
+        self.client = TradingClient({
             "apiKey": api_key, "secret": secret, "enableRateLimit": rate_limit, "timeout": timeout_ms,
             "options": {"warnOnFetchOpenOrdersWithoutSymbol": False, "defaultType": "swap"},
         })
@@ -109,14 +135,28 @@ class BinanceExchange:
         if demo:
             self.client.enable_demo_trading(True)
         if base_url:
-            for k, v in list(self.client.urls["api"].items()):
-                if isinstance(v, str):
-                    self.client.urls["api"][k] = re.sub(r"^https?://[^/]+", base_url.rstrip("/"), v)
+            configure_endpoints(self.client, base_url)  # after demo mode: an explicit URL wins
         self.default_retry_after_s = default_retry_after_s
+        self.read_retry = read_retry or Backoff()
+        self._sleep, self._now = sleep, now
         self._lock = asyncio.Lock()
         self._blocked_until = 0.0
         self._markets: dict[str, dict[str, Any]] = {}
         self._order_cids: dict[str, str] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> BinanceExchange:
+        """The venue `quorum run` trades on in live mode: BINANCE_API_KEY/SECRET, BINANCE_DEMO and
+        BINANCE_FAPI_URL (left alone at its production default, so demo mode keeps its hosts)."""
+        from quorum.config import ConfigError
+
+        key, secret = settings.binance_api_key, settings.binance_api_secret
+        if not (key and key.get_secret_value() and secret and secret.get_secret_value()):
+            raise ConfigError("BINANCE_API_KEY and BINANCE_API_SECRET are needed to trade on Binance")
+        url = settings.binance_fapi_url
+        kwargs: dict[str, Any] = {"demo": settings.binance_demo,
+                                  "base_url": None if url == PRODUCTION_FAPI_URL else url, **overrides}
+        return cls(key.get_secret_value(), secret.get_secret_value(), **kwargs)
 
     async def close(self) -> None:
         await self.client.close()
@@ -143,7 +183,7 @@ class BinanceExchange:
                 retry = float(headers.get("retry-after", self.default_retry_after_s))
             except ValueError:
                 retry = self.default_retry_after_s
-            self._blocked_until = max(self._blocked_until, time.monotonic() + retry)
+            self._blocked_until = max(self._blocked_until, self._now() + retry)
             return RateLimited(msg, retry_after_s=retry, code=code)
         if code == "-1021" or isinstance(exc, ccxt.InvalidNonce):
             return _ClockSkew(msg, code=code)
@@ -170,10 +210,10 @@ class BinanceExchange:
         """One request (serialised, after any Retry-After); -1021 → resync clock, retry once."""
         async with self._lock:
             for attempt in (0, 1):
-                wait = self._blocked_until - time.monotonic()
+                wait = self._blocked_until - self._now()
                 if wait > 0:
                     log.warning("binance.rate_limit_wait", seconds=round(wait, 2))
-                    await asyncio.sleep(wait)
+                    await self._sleep(wait)
                 try:
                     result = await getattr(self.client, method)(*args)
                     self._note_weight()
@@ -191,10 +231,41 @@ class BinanceExchange:
                     raise err from exc
         raise AssertionError("unreachable")
 
+    async def _read(self, method: str, *args: Any) -> Any:
+        """A read through `_call`, asked again after a 429/418 (once Retry-After has passed, which
+        `_call` waits out) or a transient failure (after `read_retry`'s backoff); when the
+        attempts run out, `ExchangeUnavailable` names the host, the call and the reason. Final
+        errors (not found, rejected, malformed) are raised at once. Never used for orders."""
+        attempts = max(1, self.read_retry.attempts)
+        with noting() as note:
+            for attempt in range(1, attempts + 1):
+                try:
+                    return await self._call(method, *args)
+                except ExchangeError as err:
+                    cause = err.__cause__
+                    if cause is None:
+                        raise
+                    if isinstance(err, RateLimited):
+                        reason = f"HTTP {rate_limit_status(cause, note) or 429}"
+                    else:
+                        reason = transient_reason(cause, note) or ""
+                        if not reason:
+                            raise
+                        if attempt < attempts:
+                            wait = self.read_retry.delay(attempt)
+                            log.info("binance.read_retry", call=note.call, reason=reason, attempt=attempt,
+                                     wait_s=round(wait, 3))
+                            await self._sleep(wait)
+                    if attempt == attempts:
+                        raise ExchangeUnavailable(failure_message("exchange unavailable", self.client, note, cause,
+                                                                  reason, attempts),
+                                                  code=binance_code(cause)) from cause
+        raise AssertionError("unreachable")
+
     async def _ensure_markets(self) -> None:
         if self._markets:
             return
-        await self._call("load_markets")
+        await self._read("load_markets")
         self._markets = {m["id"]: m for m in self.client.markets.values() if m.get("linear") and m.get("swap")}
 
     async def _market(self, symbol: str) -> dict[str, Any]:
@@ -219,7 +290,7 @@ class BinanceExchange:
                 if info.get("executedQty") not in (None, ""):
                     filled, avg = _f(info, "executedQty"), _f(info, "avgPrice", 0.0) or None
                 elif actual:
-                    raw = await self._call("fapiPrivateGetOrder", {"symbol": symbol, "orderId": actual})
+                    raw = await self._read("fapiPrivateGetOrder", {"symbol": symbol, "orderId": actual})
                     filled, avg = _f(raw, "executedQty"), _f(raw, "avgPrice", 0.0) or None
                 else:
                     filled = _f(info, "quantity")
@@ -260,14 +331,14 @@ class BinanceExchange:
     async def fetch_order(self, symbol: str, client_order_id: str, *, conditional: bool = False) -> VenueOrder | None:
         m = await self._market(symbol)
         try:
-            order = await self._call("fetch_order", None, m["symbol"],
+            order = await self._read("fetch_order", None, m["symbol"],
                                      {"clientOrderId": client_order_id, "trigger": conditional})
         except _NotFound:
             if not conditional:
                 return None
             # not in the algo book: the id may belong to a regular order
             try:
-                order = await self._call("fetch_order", None, m["symbol"], {"clientOrderId": client_order_id})
+                order = await self._read("fetch_order", None, m["symbol"], {"clientOrderId": client_order_id})
             except _NotFound:
                 return None
         return await self._parse_order(symbol, order.get("info"))
@@ -293,14 +364,14 @@ class BinanceExchange:
         sym = (await self._market(symbol))["symbol"] if symbol else None
         out = []
         for params in ({}, {"trigger": True}):
-            for o in await self._call("fetch_open_orders", sym, None, None, params):
+            for o in await self._read("fetch_open_orders", sym, None, None, params):
                 info = o.get("info")
                 out.append(await self._parse_order(info.get("symbol", symbol or ""), info))
         return out
 
     # --- account ------------------------------------------------------------------------------
     async def fetch_positions(self) -> list[VenuePosition]:
-        rows = await self._call("fapiPrivateV2GetPositionRisk", {})
+        rows = await self._read("fapiPrivateV2GetPositionRisk", {})
         if not isinstance(rows, list):
             raise MalformedReply("positionRisk: expected a list")
         out = []
@@ -319,7 +390,7 @@ class BinanceExchange:
         return out
 
     async def balance(self) -> Balance:
-        rows = await self._call("fapiPrivateV2GetBalance", {})
+        rows = await self._read("fapiPrivateV2GetBalance", {})
         for r in rows if isinstance(rows, list) else []:
             if isinstance(r, dict) and r.get("asset") == "USDT":
                 _need(r, "balance", "availableBalance", what="balance")
@@ -332,13 +403,13 @@ class BinanceExchange:
         # Binance serves at most 7 days from startTime: older starts ask for the latest trades
         if since_ms is not None and since_ms > time.time() * 1000 - 6 * 86_400_000:
             params["startTime"] = max(since_ms, 0)
-        rows = await self._call("fapiPrivateGetUserTrades", params)
+        rows = await self._read("fapiPrivateGetUserTrades", params)
         if any(str(r.get("orderId")) not in self._order_cids for r in rows if isinstance(r, dict)):
             # trades of triggered stops/TPs carry the spawned order's id: map it to the algo order
             algo_params: dict[str, Any] = {"symbol": symbol}
             if "startTime" in params:
                 algo_params["startTime"] = params["startTime"]
-            for a in await self._call("fapiPrivateGetAllAlgoOrders", algo_params) or []:
+            for a in await self._read("fapiPrivateGetAllAlgoOrders", algo_params) or []:
                 if isinstance(a, dict) and a.get("actualOrderId") and a.get("clientAlgoId"):
                     self._order_cids[str(a["actualOrderId"])] = a["clientAlgoId"]
         out = []
@@ -347,7 +418,7 @@ class BinanceExchange:
             oid = str(r["orderId"])
             if oid not in self._order_cids:
                 try:
-                    raw = await self._call("fapiPrivateGetOrder", {"symbol": symbol, "orderId": oid})
+                    raw = await self._read("fapiPrivateGetOrder", {"symbol": symbol, "orderId": oid})
                     self._order_cids[oid] = raw.get("clientOrderId") or f"venue-{oid}"
                 except _NotFound:
                     self._order_cids[oid] = f"venue-{oid}"
@@ -362,7 +433,7 @@ class BinanceExchange:
             params["symbol"] = symbol
         if since_ms is not None:
             params["startTime"] = since_ms
-        rows = await self._call("fapiPrivateGetIncome", params)
+        rows = await self._read("fapiPrivateGetIncome", params)
         out = []
         for r in rows:
             _need(r, "symbol", "income", "time", what="income")
@@ -382,7 +453,7 @@ class BinanceExchange:
 
     async def leverage_brackets(self, symbol: str) -> tuple[Bracket, ...]:
         await self._market(symbol)
-        rows = await self._call("fapiPrivateGetLeverageBracket", {"symbol": symbol})
+        rows = await self._read("fapiPrivateGetLeverageBracket", {"symbol": symbol})
         row = rows[0] if isinstance(rows, list) and rows else rows
         if not isinstance(row, dict) or not isinstance(row.get("brackets"), list):
             raise MalformedReply("leverageBracket: reply is missing brackets")
@@ -407,7 +478,7 @@ class BinanceExchange:
                 raise
 
     async def check_position_mode(self) -> None:
-        reply = await self._call("fapiPrivateGetPositionSideDual", {})
+        reply = await self._read("fapiPrivateGetPositionSideDual", {})
         _need(reply, "dualSidePosition", what="positionSide/dual")
         if reply["dualSidePosition"] in (True, "true"):
             raise ExchangeError("the account is in hedge mode; Quorum needs one-way position mode")

@@ -8,6 +8,8 @@ Public seams (import from the submodules; this package imports nothing heavy):
   `build_snapshots(builders, t, extras)`, `market_breadth`.
 - `render`: `render_prompt_text(snapshot)`, `render_prompt_json(snapshot)`, `to_prompt_dict(snapshot)`.
 - `feeds`: `MarketData` protocol, `ReplayMarketData`, `LookaheadError`;
-  `live`: `LiveMarketData`, `make_exchange`, `configure_endpoints`.
+  `live`: `LiveMarketData`, `make_exchange`, `market_exchange(settings)`, `configure_endpoints`.
+- `binance_rest`: endpoints (BINANCE_FAPI_URL / BINANCE_FSTREAM_URL), transient-error retries of
+  reads (`Backoff`, `budgeted_call`), `MarketDataUnavailable`.
 - `universe`, `ratelimit` (`WeightBudget`), `download` (`quorum download`).
 """

@@ -1,5 +1,5 @@
-"""ccxt plumbing for live market data: endpoint override (fakes, proxies) and the closed-bar
-buffer of one kline stream."""
+"""ccxt plumbing for live market data: the market-data client (at BINANCE_FAPI_URL /
+BINANCE_FSTREAM_URL, or any host: fakes, proxies) and the closed-bar buffer of one kline stream."""
 
 from __future__ import annotations
 
@@ -9,34 +9,31 @@ from typing import Any
 import ccxt.pro as ccxtpro
 import numpy as np
 
+from quorum.config import Settings
+from quorum.market.binance_rest import RequestNoting, configure_endpoints, linear_ws_url
 from quorum.market.data_files import CandleSeries, timeframe_ms
 
 HISTORY_LIMIT = 499  # klines weight 2 (limit < 500): the most bars per unit of weight
+__all__ = ["HISTORY_LIMIT", "CandleBuffer", "MarketClient", "configure_endpoints", "make_exchange", "market_exchange"]
 
 
-def configure_endpoints(exchange: Any, rest_root: str, ws_root: str | None = None) -> None:
-    """Point a ccxt (pro) binanceusdm at another host, e.g. a fake on 127.0.0.1.
-
-    `rest_root` replaces `https://fapi.binance.com` in every fapi* URL; `ws_root` (e.g.
-    `ws://127.0.0.1:PORT/ws`) becomes the linear websocket base (ccxt appends /market/ws/<n>).
-    """
-    api = dict(exchange.urls["api"])
-    for key, url in list(api.items()):
-        if key.startswith("fapi") and isinstance(url, str):
-            api[key] = url.replace("https://fapi.binance.com", rest_root.rstrip("/"))
-    if ws_root is not None and isinstance(api.get("ws"), dict):
-        ws = dict(api["ws"])
-        ws["linear"] = ws_root
-        api["ws"] = ws
-    exchange.urls["api"] = api
+class MarketClient(RequestNoting, ccxtpro.binanceusdm):  # type: ignore[misc]
+    """ccxt.pro binanceusdm whose requests can be described after a failure (see binance_rest)."""
 
 
 def make_exchange(rest_root: str | None = None, ws_root: str | None = None, **config: Any) -> Any:
-    """A ccxt.pro binanceusdm for public market data (no keys needed)."""
-    ex = ccxtpro.binanceusdm({"enableRateLimit": True, **config})
-    if rest_root:
+    """A ccxt.pro binanceusdm for public market data (no keys needed); `rest_root` / `ws_root`
+    as in `configure_endpoints` (None: Binance's production hosts)."""
+    ex = MarketClient({"enableRateLimit": True, **config})
+    if rest_root or ws_root:
         configure_endpoints(ex, rest_root, ws_root)
     return ex
+
+
+def market_exchange(settings: Settings, **config: Any) -> Any:
+    """The market-data client of `settings`: REST at BINANCE_FAPI_URL, kline streams at
+    BINANCE_FSTREAM_URL."""
+    return make_exchange(settings.binance_fapi_url, linear_ws_url(settings.binance_fstream_url), **config)
 
 
 class CandleBuffer:

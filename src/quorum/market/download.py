@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from quorum.market.binance_rest import Backoff, budgeted_call
 from quorum.market.candles import HISTORY_LIMIT
 from quorum.market.data_files import (
     CANDLE_COLUMNS,
@@ -29,7 +30,7 @@ from quorum.market.data_files import (
     load_funding,
     timeframe_ms,
 )
-from quorum.market.ratelimit import WEIGHTS, WeightBudget, klines_weight, retry_after_of
+from quorum.market.ratelimit import WEIGHTS, WeightBudget, klines_weight
 
 Progress = Callable[[str, int, int], None]  # (task key, rows done, rows expected)
 
@@ -63,30 +64,19 @@ def _num(x: Any) -> str:
 class Downloader:
     """Fetches through a ccxt binanceusdm (`exchange`) within a `WeightBudget`."""
 
-    def __init__(self, exchange: Any, budget: WeightBudget | None = None, now_ms: Callable[[], int] | None = None):
+    def __init__(self, exchange: Any, budget: WeightBudget | None = None, now_ms: Callable[[], int] | None = None,
+                 retry: Backoff | None = None):
         import time
 
         self.exchange = exchange
         self.budget = budget or WeightBudget(0.5)
         self.now_ms = now_ms or (lambda: int(time.time() * 1000))
+        self.retry = retry or Backoff(attempts=6)
 
-    async def _call(self, weight: int, fn: Callable[[], Any]) -> Any:
-        import ccxt
-
-        for attempt in range(6):
-            await self.budget.acquire(weight)
-            try:
-                out = await fn()
-            except ccxt.DDoSProtection as exc:
-                headers = getattr(self.exchange, "last_response_headers", None) or {}
-                self.budget.penalize(418 if " 418 " in str(exc) else 429, retry_after_of(headers))
-                if attempt == 5:
-                    raise
-                continue
-            self.budget.observe(getattr(self.exchange, "last_response_headers", None))
-            self.budget.succeeded()
-            return out
-        raise RuntimeError("unreachable")
+    async def _call(self, weight: int, fn: Callable[[], Awaitable[Any]]) -> Any:
+        """A read within the budget; 429/418 and transient failures are retried (`self.retry`),
+        then `MarketDataUnavailable` names host, call and reason."""
+        return await budgeted_call(self.exchange, self.budget, weight, fn, self.retry)
 
     async def candles(self, data_dir: Path, symbol: str, timeframe: str, start_ms: int,
                       end_ms: int | None = None, progress: Progress | None = None) -> int:
@@ -164,10 +154,12 @@ async def download(
     budget: WeightBudget | None = None,
     progress: Progress | None = None,
     now_ms: Callable[[], int] | None = None,
+    retry: Backoff | None = None,
 ) -> DownloadReport:
-    """Download every symbol × timeframe (+ funding) into `data_dir`; returns rows appended."""
+    """Download every symbol × timeframe (+ funding) into `data_dir`; returns rows appended.
+    Reads that keep failing raise `MarketDataUnavailable` (files stay valid; a rerun resumes)."""
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
-    d = Downloader(exchange, budget, now_ms)
+    d = Downloader(exchange, budget, now_ms, retry)
     await d._call(WEIGHTS["exchangeInfo"], exchange.load_markets)
     report = DownloadReport()
     for sym in symbols:

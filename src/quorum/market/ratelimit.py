@@ -130,6 +130,10 @@ class WeightBudget:
     def succeeded(self) -> None:
         self._strikes = 0
 
+    async def pause(self, seconds: float) -> None:
+        """Sleep on the budget's clock (a retry's backoff; tests inject `sleep`)."""
+        await self._sleep(seconds)
+
 
 def retry_after_of(headers: Mapping[str, str] | None) -> str | None:
     if not headers:

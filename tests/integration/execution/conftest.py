@@ -12,7 +12,10 @@ from quorum.execution.binance import BinanceExchange
 from quorum.execution.orders import OrderManager
 from quorum.execution.protection import Executor
 from quorum.execution.reconcile import Reconciler
+from quorum.market.binance_rest import Backoff
 from tests.fakes.binance_trading import FakeBinanceTrading
+
+READ_ATTEMPTS = 3  # each read is tried this often (quickly) before it fails
 
 
 @dataclass
@@ -46,7 +49,8 @@ async def live(pool) -> AsyncIterator[LiveRig]:
     fake = FakeBinanceTrading(wallet=10_000.0)
     url = await fake.start()
     exchange = BinanceExchange("key", "secret", base_url=url, timeout_ms=800, default_retry_after_s=1.0,
-                                rate_limit=False)
+                                rate_limit=False,
+                                read_retry=Backoff(attempts=READ_ATTEMPTS, initial_s=0.01, max_s=0.04))
     om = None
     executor = Executor(exchange, pool, "live")
     executor.om = om or OrderManager(exchange, executor.orders, lookup_attempts=4, lookup_delay_s=0.05)

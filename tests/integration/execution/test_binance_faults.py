@@ -10,6 +10,7 @@ from quorum.execution.reconcile import Reconciler
 from quorum.metrics import ORDER_ERRORS
 from tests.fakes.binance_trading import Fault
 
+from .conftest import READ_ATTEMPTS
 from .helpers import open_intent
 
 ENTRY = "/fapi/v1/order"
@@ -213,8 +214,9 @@ async def test_every_order_is_stored_before_it_is_sent(live):
 
 async def test_venue_silent_entry_stays_pending_blocks_entries_and_reconcile_protects(live):
     # the order is executed, then every answer about it fails until the venue recovers
+    # (4 lookups, each a read tried READ_ATTEMPTS times)
     live.fake.inject(Fault("timeout", ENTRY, "POST", delay=1.5),
-                     Fault("status", "/fapi/v1/order", "GET", status=503, msg="busy", times=4))
+                     Fault("status", "/fapi/v1/order", "GET", status=503, msg="busy", times=4 * READ_ATTEMPTS))
     res = await live.executor.execute(open_intent(qty=0.01, stop=49_000.0))
     assert res.status == "pending" and not live.executor.entries_allowed
     cid = await _entry_cid(live.pool)
