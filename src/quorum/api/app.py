@@ -110,7 +110,9 @@ def safe_json(body: Any, status_code: int = 200) -> Response:
 def create_app(settings: Settings, runtime: RuntimeState, pool: asyncpg.Pool | None,
                cache: Cache | None, *, check_ttl_s: float = 1.0) -> FastAPI:
     """Build the API around a shared `RuntimeState`, a Postgres pool and the cache. The database
-    and cache probes behind /health are reused for `check_ttl_s` seconds (0 = every request)."""
+    and cache probes behind /health are reused for `check_ttl_s` seconds (0 = every request).
+    /health: 200 "ok", 200 "degraded" (a component on its fallback, listed under `degraded`) or
+    503 "fail" (components listed under `failing`)."""
     register_secrets(settings.secret_values())
     app = FastAPI(title="Quorum", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimitMiddleware)
@@ -131,9 +133,11 @@ def create_app(settings: Settings, runtime: RuntimeState, pool: asyncpg.Pool | N
     async def health() -> Response:
         checks = await run_checks(settings, runtime, pool, cache, io_checks)
         failing = [name for name, c in checks.items() if not c.ok]
+        degraded = [name for name, c in checks.items() if c.ok and c.degraded]
         body = {
-            "status": "ok" if not failing else "fail",
+            "status": "fail" if failing else "degraded" if degraded else "ok",
             "failing": failing,
+            "degraded": degraded,
             "mode": runtime.mode,
             "uptime_s": round(runtime.uptime_s(), 1),
             "components": {name: c.as_dict() for name, c in checks.items()},
@@ -147,7 +151,8 @@ def create_app(settings: Settings, runtime: RuntimeState, pool: asyncpg.Pool | N
 
     @app.get("/status")
     async def status() -> Response:
-        return safe_json(await build_status(runtime, pool))
+        database, _ = await io_checks.get(pool, cache)  # the /health probe: /status never waits on a dead server
+        return safe_json(await build_status(runtime, pool, database=database))
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:

@@ -1,9 +1,11 @@
 """Component checks behind GET /health.
 
-Each check returns a `Component(ok, detail, extra)`. /health is 200 only when every component
-is ok, i.e. when trading can proceed: the database and cache answer, market data and the
-exchange are current, enough model voters have succeeded recently, the last decision cycle is
-not stale, no breaker blocks entries and the operator has not paused or killed the engine.
+Each check returns a `Component(ok, detail, extra, degraded)`. /health is 200 only when every
+component is ok, i.e. when trading can proceed: the database and cache answer, market data and
+the exchange are current, enough model voters have succeeded recently, the last decision cycle
+is not stale, no breaker blocks entries and the operator has not paused or killed the engine.
+A component can be ok but DEGRADED (the cache serving from process memory while Redis is
+unreachable): trading proceeds, /health stays 200 with status "degraded" and names it.
 Details are short fixed texts or exception class names: never a URL, key or message that could
 carry a secret.
 """
@@ -17,7 +19,7 @@ from typing import Any
 
 import asyncpg
 
-from quorum.cache import Cache
+from quorum.cache import Cache, FallbackCache
 from quorum.config import Settings
 from quorum.runtime import RuntimeState, wall_ms
 
@@ -32,9 +34,11 @@ class Component:
     ok: bool
     detail: str
     extra: dict[str, Any] = field(default_factory=dict)
+    degraded: bool = False  # ok, but running on a fallback (shown; does not fail /health)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "detail": self.detail, **self.extra}
+        flag = {"degraded": True} if self.degraded else {}
+        return {"ok": self.ok, **flag, "detail": self.detail, **self.extra}
 
 
 async def check_database(pool: asyncpg.Pool | None) -> Component:
@@ -44,9 +48,9 @@ async def check_database(pool: asyncpg.Pool | None) -> Component:
     try:
         value = await asyncio.wait_for(pool.fetchval("SELECT 1"), CHECK_TIMEOUT_S)
     except TimeoutError:
-        return Component(False, f"no answer within {CHECK_TIMEOUT_S:g}s")
+        return Component(False, f"no answer within {CHECK_TIMEOUT_S:g}s", {"error": "TimeoutError"})
     except Exception as exc:  # closed pool, dropped database, server down: all mean "down"
-        return Component(False, f"unreachable ({type(exc).__name__})")
+        return Component(False, f"unreachable ({type(exc).__name__})", {"error": type(exc).__name__})
     if value != 1:
         return Component(False, "unexpected answer")
     return Component(True, "ok", {"latency_ms": wall_ms() - started})
@@ -59,7 +63,27 @@ async def check_cache(cache: Cache | None) -> Component:
         ok = await asyncio.wait_for(cache.ping(), CHECK_TIMEOUT_S)
     except Exception as exc:
         return Component(False, f"unreachable ({type(exc).__name__})")
-    return Component(bool(ok), "ok" if ok else "ping failed", {"kind": type(cache).__name__})
+    extra: dict[str, Any] = {"kind": type(cache).__name__}
+    if isinstance(cache, FallbackCache):
+        extra["backend"] = "memory" if cache.degraded else "redis"
+        if cache.degraded:
+            extra["since_ms"] = cache.since_ms
+            return Component(True, cache.detail, extra, degraded=True)
+    return Component(bool(ok), "ok" if ok else "ping failed", extra)
+
+
+def engine_views(runtime: RuntimeState, db: Component, cc: Component) -> tuple[Component, Component]:
+    """Fold in what the ENGINE process reports about its own database and cache clients (the
+    API process probes with clients of its own): the engine waiting for Postgres fails
+    `database` even when this process's probe already answers; the engine's cache on its
+    fallback degrades `cache`."""
+    if db.ok and not runtime.database_ok:
+        db = Component(False, f"engine: {runtime.database_error or 'database unavailable'}",
+                       {"error": runtime.database_error or "unavailable"})
+    if cc.ok and not cc.degraded and runtime.cache_degraded:
+        cc = Component(True, f"engine: {runtime.cache_degraded}; in-process cache in use",
+                       {**cc.extra, "backend": "memory"}, degraded=True)
+    return db, cc
 
 
 def _stale_after_s(runtime: RuntimeState) -> float:
@@ -191,7 +215,7 @@ class IoChecks:
 async def run_checks(settings: Settings, runtime: RuntimeState, pool: asyncpg.Pool | None,
                      cache: Cache | None, io: IoChecks | None = None) -> dict[str, Component]:
     now = wall_ms()
-    db, cc = await (io or IoChecks(0.0)).get(pool, cache)
+    db, cc = engine_views(runtime, *await (io or IoChecks(0.0)).get(pool, cache))
     checks = {
         "database": db,
         "cache": cc,

@@ -10,6 +10,12 @@ with its own asyncpg pool and cache client, and mirrors the engine's `RuntimeSta
 - control actions (pause / resume / kill from the API) travel back as requests; the engine side
   runs them with `RuntimeState.control` on its own loop and returns the result;
 - the child exits when the engine side closes the pipe (or dies).
+
+The child needs no database to start: its pool connects lazily, so through a Postgres outage
+(or before Postgres is up) /health answers 503 `database` and /status answers from the mirrored
+engine state, and both recover by themselves when the server returns. A port still held (say, by
+the API child of a SIGKILLed predecessor that is still exiting) is retried for `BIND_RETRY_S`
+seconds, then start-up fails with `ApiPortInUse`.
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import errno
 import itertools
 import json
 import multiprocessing
+import os
+import socket
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -31,10 +40,23 @@ from quorum.runtime import RuntimeState, wall_ms
 
 log = structlog.get_logger(__name__)
 
+BIND_RETRY_S = 20.0  # how long a busy API port is retried before start-up gives up
+BIND_POLL_S = 0.25
+
+
+class ApiStartError(Exception):
+    """The API server could not start; the message is one line, safe to print."""
+
+
+class ApiPortInUse(ApiStartError):
+    """API_HOST:API_PORT stayed in use for `BIND_RETRY_S` seconds."""
+
+
 FIELDS = ("mode", "started_ms", "paused", "kill_requested", "last_scan_ms", "scan_interval_s",
           "last_market_data_ms", "exchange_ok", "exchange_error", "providers", "provider_last_success",
           "provider_last_error", "breakers", "positions", "equity", "wallet_balance", "day_pnl", "sim_time_ms",
-          "live_override", "symbols")
+          "live_override", "symbols", "database_ok", "database_error", "engine", "funding",
+          "cache_degraded")
 
 
 def snapshot(runtime: RuntimeState) -> dict[str, Any]:
@@ -59,13 +81,14 @@ class ApiProcess:
     """Engine side: start the child, publish snapshots, answer its control requests."""
 
     def __init__(self, settings: Settings, runtime: RuntimeState, database_url: str, *, host: str, port: int,
-                 interval_s: float = 0.1) -> None:
+                 interval_s: float = 0.1, bind_retry_s: float = BIND_RETRY_S) -> None:
         self.settings = settings
         self.runtime = runtime
         self.database_url = database_url
         self.host = host
         self.port = port
         self.interval_s = interval_s
+        self.bind_retry_s = bind_retry_s
         self._conn: Connection | None = None
         self._proc: Any = None
         self._publisher: asyncio.Task[None] | None = None
@@ -73,18 +96,25 @@ class ApiProcess:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def start(self, timeout: float = 60.0) -> int:
+        """Start the child and return the port it listens on. Raises `ApiPortInUse` when the port
+        stays busy, `ApiStartError` for any other reason the server cannot start."""
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe(duplex=True)
         self._conn = parent
         self._proc = ctx.Process(target=child_main, name="quorum-api", daemon=True,
-                                 args=(child, self.settings, self.database_url, self.host, self.port))
+                                 args=(child, self.settings, self.database_url, self.host, self.port,
+                                       self.bind_retry_s))
         self._proc.start()
         child.close()
         parent.send_bytes(json.dumps({"type": "snapshot", "body": snapshot(self.runtime)}).encode())
         ready = await asyncio.to_thread(self._wait_ready, timeout)
         if "error" in ready:
             await self.stop()
-            raise RuntimeError(f"API server on {self.host}:{self.port} failed to start: {ready['error']}")
+            if ready.get("kind") == "port_in_use":
+                raise ApiPortInUse(ready["error"])
+            if ready.get("kind") == "bind":
+                raise ApiStartError(ready["error"])
+            raise ApiStartError(f"API server on {self.host}:{self.port} failed to start: {ready['error']}")
         self.port = int(ready["port"])
         loop = asyncio.get_running_loop()
         loop.add_reader(parent.fileno(), self._on_readable)
@@ -161,7 +191,8 @@ class ApiProcess:
 
 
 # --- child process ---------------------------------------------------------------------------
-def child_main(conn: Connection, settings: Settings, database_url: str, host: str, port: int) -> None:
+def child_main(conn: Connection, settings: Settings, database_url: str, host: str, port: int,
+               bind_retry_s: float = BIND_RETRY_S) -> None:
     import signal
 
     from quorum.logging import configure_logging
@@ -172,15 +203,66 @@ def child_main(conn: Connection, settings: Settings, database_url: str, host: st
         try:  # uvloop when installed: lower per-request overhead in this latency-critical process
             import uvloop
 
-            uvloop.run(_child(conn, settings, database_url, host, port))
+            uvloop.run(_child(conn, settings, database_url, host, port, bind_retry_s))
         except ImportError:
-            asyncio.run(_child(conn, settings, database_url, host, port))
+            asyncio.run(_child(conn, settings, database_url, host, port, bind_retry_s))
+    except ApiStartError as exc:
+        kind = "port_in_use" if isinstance(exc, ApiPortInUse) else "bind"
+        with contextlib.suppress(Exception):
+            conn.send_bytes(json.dumps({"type": "ready", "error": str(exc), "kind": kind}).encode())
     except Exception as exc:
+        log.error("api.child_failed", error=type(exc).__name__, exc_info=True)
         with contextlib.suppress(Exception):
             conn.send_bytes(json.dumps({"type": "ready", "error": type(exc).__name__}).encode())
 
 
-async def _child(conn: Connection, settings: Settings, database_url: str, host: str, port: int) -> None:
+def _bind(host: str, port: int) -> socket.socket:
+    """A bound (not yet listening) TCP socket, as uvicorn would make it."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def bind_with_retry(host: str, port: int, stopping: asyncio.Event,
+                          retry_s: float = BIND_RETRY_S) -> socket.socket | None:
+    """Bind host:port, retrying a busy port for `retry_s` seconds (one log line). None when
+    `stopping` is set meanwhile. Raises `ApiPortInUse`, or `ApiStartError` for any other bind
+    error (an address not on this machine, a privileged port)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + retry_s
+    waiting = False
+    while True:
+        try:
+            sock = _bind(host, port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+                raise ApiStartError(f"API cannot listen on {host}:{port}: {reason}; check API_HOST and API_PORT") \
+                    from None
+            if loop.time() >= deadline:
+                raise ApiPortInUse(f"API port {host}:{port} is in use: stop the other process or set API_PORT") \
+                    from None
+            if not waiting:
+                log.warning("api.port_in_use", host=host, port=port, retry_for_s=retry_s,
+                            hint="another process holds the port; retrying")
+                waiting = True
+        else:
+            if waiting:
+                log.info("api.port_free", host=host, port=port)
+            return sock
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), BIND_POLL_S)
+        if stopping.is_set():
+            return None
+
+
+async def _child(conn: Connection, settings: Settings, database_url: str, host: str, port: int,
+                 bind_retry_s: float) -> None:
     from quorum.api.app import create_app
     from quorum.api.server import bound_port, make_server
     from quorum.cache import make_cache
@@ -222,11 +304,16 @@ async def _child(conn: Connection, settings: Settings, database_url: str, host: 
             stopping.set()
 
     loop.add_reader(conn.fileno(), on_readable)
-    pool = await create_pool(database_url, min_size=1, max_size=4)
+    sock = await bind_with_retry(host, port, stopping, bind_retry_s)
+    if sock is None:
+        return  # the engine side went away while we waited for the port
+    # min_size=0: no connection at start, so the API comes up (and answers 503 `database`)
+    # while Postgres is down, and reconnects on the next probe once it is back
+    pool = await create_pool(database_url, min_size=0, max_size=4, timeout=5.0)
     cache = make_cache(settings.redis_url.get_secret_value() if settings.redis_url else None)
     try:
         server = make_server(create_app(settings, mirror, pool, cache), host, port)
-        task = asyncio.create_task(server.serve())
+        task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started:
             if task.done():
                 await task
@@ -237,5 +324,9 @@ async def _child(conn: Connection, settings: Settings, database_url: str, host: 
         server.should_exit = True
         await task
     finally:
+        sock.close()
         await cache.close()
-        await pool.close()
+        try:
+            await asyncio.wait_for(pool.close(), 5.0)
+        except TimeoutError:
+            pool.terminate()

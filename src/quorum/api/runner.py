@@ -12,7 +12,7 @@ import contextlib
 import gzip
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,11 +25,21 @@ import structlog
 
 from quorum.api.process import ApiProcess
 from quorum.api.status import build_status
-from quorum.cache import Cache, make_cache
+from quorum.cache import Cache, FallbackCache, make_cache
 from quorum.config import Settings, TradingMode, timeframe_seconds
 from quorum.notify.telegram import TelegramNotifier
 from quorum.runtime import RuntimeState
-from quorum.store.db import DatabaseUnavailable, connect, create_pool, redact_url, resolve_database_url
+from quorum.store.db import (
+    REFUSALS,
+    DatabaseUnavailable,
+    connect,
+    create_pool,
+    database_target,
+    redact_url,
+    refusal_error,
+    resolve_database_url,
+    wait_for_database,
+)
 from quorum.store.migrate import apply_migrations
 
 log = structlog.get_logger(__name__)
@@ -55,27 +65,104 @@ async def migrate(url: str) -> list[str]:
         await conn.close()
 
 
+class StartupStopped(Exception):
+    """A stop signal arrived while the service was still waiting for its database."""
+
+
+# errors while migrating or opening the pool that mean "the server went away again": wait again
+_LOST_WHILE_OPENING: tuple[type[Exception], ...] = (
+    DatabaseUnavailable, OSError, TimeoutError, asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError, asyncpg.InterfaceError)
+
+
+async def open_database(url: str, stop: asyncio.Event | None, *,
+                        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> asyncpg.Pool | None:
+    """Wait until the server answers (`wait_for_database`: capped backoff, one line per try),
+    apply the migrations and open the engine's pool; from the wait again if the server drops in
+    between. None when `stop` is set first; `ConfigError` when the server refuses us."""
+    while True:
+        if not await wait_for_database(url, stop=stop, sleep=sleep):
+            return None
+        try:
+            applied = await migrate(url)
+            if applied:
+                log.info("database.migrated", applied=applied)
+            return await create_pool(url, min_size=2, max_size=10)
+        except REFUSALS as exc:  # e.g. a role that may connect but not create the tables
+            raise refusal_error(url, exc) from None
+        except _LOST_WHILE_OPENING as exc:
+            log.warning("database.lost_while_opening", target=database_target(url), error=type(exc).__name__)
+
+
+@contextlib.contextmanager
+def _signals_set(stop: asyncio.Event) -> Iterator[None]:
+    """Inside the block, SIGINT/SIGTERM set `stop` (a quiet stop while waiting, no traceback);
+    the previous handlers are restored after it."""
+    loop = asyncio.get_running_loop()
+    previous: dict[signal.Signals, Any] = {}
+
+    def on_signal() -> None:
+        log.info("service.stopping", phase="start-up")
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            handler = signal.getsignal(sig)
+            loop.add_signal_handler(sig, on_signal)
+            previous[sig] = handler
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            loop.remove_signal_handler(sig)
+            with contextlib.suppress(TypeError, ValueError):
+                signal.signal(sig, handler)
+
+
+def _mirror_cache(runtime: RuntimeState) -> Callable[[FallbackCache], None]:
+    def on_change(cache: FallbackCache) -> None:
+        runtime.cache_degraded = cache.reason if cache.degraded else None
+
+    return on_change
+
+
 @asynccontextmanager
 async def service_surface(settings: Settings, runtime: RuntimeState, *, port: int | None = None,
-                          serve: bool = True, database_url: str | None = None) -> AsyncIterator[Surface]:
-    """Database (migrated), cache, API server on API_HOST:port and the Telegram notifier."""
+                          serve: bool = True, database_url: str | None = None,
+                          stop: asyncio.Event | None = None) -> AsyncIterator[Surface]:
+    """API server on API_HOST:port, then the database (waited for, migrated), the cache and the
+    Telegram notifier.
+
+    The API comes first and needs no database, so while Postgres is down at start-up /health
+    answers 503 `database`; the database is waited for with capped backoff until it answers or
+    `stop` is set (without `stop`, SIGINT/SIGTERM during the wait stop it), which raises
+    `StartupStopped`. A server that refuses us raises `ConfigError`; a busy port `ApiPortInUse`."""
     url = database_url or configured_database_url(settings)
-    applied = await migrate(url)
-    if applied:
-        log.info("database.migrated", applied=applied)
-    pool = await create_pool(url, min_size=2, max_size=10)
-    cache = make_cache(settings.redis_url.get_secret_value() if settings.redis_url else None)
-    surface = Surface(settings, runtime, pool, cache)
     runtime.loop = asyncio.get_running_loop()
     api: ApiProcess | None = None
+    pool: asyncpg.Pool | None = None
+    cache: Cache | None = None
+    surface: Surface | None = None
     notifier_task: asyncio.Task[None] | None = None
     try:
         if serve:
             api = ApiProcess(settings, runtime, url, host=settings.api_host,
                              port=settings.api_port if port is None else port)
-            surface.port = await api.start()
-            log.info("api.listening", host=settings.api_host, port=surface.port)
-        surface.notifier = TelegramNotifier.from_settings(settings, runtime, lambda: build_status(runtime, pool))
+            port = await api.start()
+            log.info("api.listening", host=settings.api_host, port=port)
+        if stop is None:
+            own_stop = asyncio.Event()
+            with _signals_set(own_stop):
+                pool = await open_database(url, own_stop)
+        else:
+            pool = await open_database(url, stop)
+        if pool is None:
+            raise StartupStopped("stopped while waiting for the database")
+        cache = make_cache(settings.redis_url.get_secret_value() if settings.redis_url else None,
+                           on_change=_mirror_cache(runtime))
+        surface = Surface(settings, runtime, pool, cache, port=port if serve else None)
+        db_pool = pool
+        surface.notifier = TelegramNotifier.from_settings(settings, runtime, lambda: build_status(runtime, db_pool))
         if surface.notifier is not None:
             runtime.listeners.append(surface.notifier.on_event)
             notifier_task = asyncio.create_task(surface.notifier.run())
@@ -85,12 +172,22 @@ async def service_surface(settings: Settings, runtime: RuntimeState, *, port: in
             notifier_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await notifier_task
-        if surface.notifier is not None:
+        if surface is not None and surface.notifier is not None:
             await surface.notifier.close()
         if api is not None:
             await api.stop()
-        await cache.close()
-        await pool.close()
+        if cache is not None:
+            await cache.close()
+        if pool is not None:
+            await _close_pool(pool)
+
+
+async def _close_pool(pool: asyncpg.Pool, timeout_s: float = 10.0) -> None:
+    """Close gracefully; terminate when the server does not let us (it may be gone)."""
+    try:
+        await asyncio.wait_for(pool.close(), timeout_s)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        pool.terminate()
 
 
 _pending: set[asyncio.Task[Any]] = set()
@@ -130,20 +227,20 @@ async def run_service(settings: Settings, *, override_gate: bool = False, who: s
 
     runtime = RuntimeState(mode=settings.trading_mode.value, scan_interval_s=float(settings.scan_interval_seconds),
                            symbols=list(settings.symbols))
-    async with service_surface(settings, runtime, serve=False) as surface:
+    # one surface: /health answers from the first moment (503 `database` while Postgres is awaited)
+    async with service_surface(settings, runtime) as surface:
         if settings.trading_mode is TradingMode.LIVE:
             _, override = await authorize_live_start(surface.pool, settings, override=override_gate, who=who, why=why)
             runtime.live_override = override
         elif override_gate:
             log.info("gate.override_ignored", reason="not live mode")
-    # the gate passed (or was overridden): now start everything for real
-    async with service_surface(settings, runtime) as surface:
         app = await build_app(settings, surface)
         _install_stop(app.engine.stop)
         try:
             await app.engine.start()
-            log.info("service.started", mode=runtime.mode, port=surface.port)
-            await app.engine.run()
+            if not app.engine.stopping:
+                log.info("service.started", mode=runtime.mode, port=surface.port)
+                await app.engine.run()
         finally:
             await app.close()
         log.info("service.stopped")

@@ -7,6 +7,7 @@ from Postgres. It only ever contains trading state — never settings, URLs or k
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from datetime import datetime
@@ -17,10 +18,13 @@ import asyncpg
 import structlog
 
 from quorum import metrics
+from quorum.api.health import Component
 from quorum.runtime import RuntimeState, wall_ms
 from quorum.store.positions import dt_to_ms
 
 log = structlog.get_logger(__name__)
+
+DB_TIMEOUT_S = 2.0  # /status and /metrics never wait longer on Postgres
 
 POSITION_KEYS = ("symbol", "side", "entry_price", "mark_price", "quantity", "leverage", "pnl",
                  "stop_price", "liquidation_price", "take_profit", "trailing_active", "trailing_stop",
@@ -96,7 +100,11 @@ async def _db_breakers(pool: asyncpg.Pool, mode: str) -> dict[str, str]:
     return out
 
 
-async def build_status(runtime: RuntimeState, pool: asyncpg.Pool | None) -> dict[str, Any]:
+async def build_status(runtime: RuntimeState, pool: asyncpg.Pool | None, *,
+                       database: Component | None = None) -> dict[str, Any]:
+    """The /status body. `database`: the latest /health database probe, when the caller has one;
+    a failing probe (or the engine reporting its database gone) marks `database` unavailable
+    and skips every query, so /status keeps answering from the engine's state in an outage."""
     now = wall_ms()
     engine = runtime.on_kill is not None or runtime.last_scan_ms is not None or runtime.equity is not None
     body: dict[str, Any] = {
@@ -121,24 +129,37 @@ async def build_status(runtime: RuntimeState, pool: asyncpg.Pool | None) -> dict
     if pool is None:
         body["database"] = "not configured"
         return body
+    if database is not None and not database.ok:
+        body["database"] = f"unavailable ({database.extra.get('error') or database.detail})"
+        return body
+    if not runtime.database_ok:
+        body["database"] = f"unavailable (engine: {runtime.database_error or 'database unavailable'})"
+        return body
     try:
-        if body["live_override"] is None and runtime.mode == "live":
-            row = await pool.fetchrow("SELECT who, why, at FROM live_overrides ORDER BY id DESC LIMIT 1")
-            if row is not None:
-                body["live_override"] = jsonable(dict(row))
-        if not engine:
-            body["open_positions"] = await _db_positions(pool, runtime.mode)
-            body["last_decisions"] = await _db_decisions(pool, runtime.mode)
-            body["breakers"] = [{"name": k, "reason": v}
-                                for k, v in sorted((await _db_breakers(pool, runtime.mode)).items())]
-            eq = await pool.fetchrow(
-                "SELECT equity, wallet_balance FROM equity_snapshots WHERE mode = $1 ORDER BY at DESC, id DESC LIMIT 1",
-                runtime.mode)
-            if eq is not None:
-                body["equity"], body["wallet_balance"] = float(eq["equity"]), float(eq["wallet_balance"])
+        await asyncio.wait_for(_from_database(body, runtime, pool, engine), DB_TIMEOUT_S)
+    except TimeoutError:
+        body["database"] = f"unavailable (no answer within {DB_TIMEOUT_S:g}s)"
     except Exception as exc:
         body["database"] = f"unavailable ({type(exc).__name__})"
     return body
+
+
+async def _from_database(body: dict[str, Any], runtime: RuntimeState, pool: asyncpg.Pool, engine: bool) -> None:
+    """Fill in from Postgres what no engine in reach provides (and a live override's record)."""
+    if body["live_override"] is None and runtime.mode == "live":
+        row = await pool.fetchrow("SELECT who, why, at FROM live_overrides ORDER BY id DESC LIMIT 1")
+        if row is not None:
+            body["live_override"] = jsonable(dict(row))
+    if not engine:
+        body["open_positions"] = await _db_positions(pool, runtime.mode)
+        body["last_decisions"] = await _db_decisions(pool, runtime.mode)
+        body["breakers"] = [{"name": k, "reason": v}
+                            for k, v in sorted((await _db_breakers(pool, runtime.mode)).items())]
+        eq = await pool.fetchrow(
+            "SELECT equity, wallet_balance FROM equity_snapshots WHERE mode = $1 ORDER BY at DESC, id DESC LIMIT 1",
+            runtime.mode)
+        if eq is not None:
+            body["equity"], body["wallet_balance"] = float(eq["equity"]), float(eq["wallet_balance"])
 
 
 class RecordGauges:
@@ -148,13 +169,14 @@ class RecordGauges:
     def __init__(self, min_interval_s: float = 5.0) -> None:
         self.min_interval_s = min_interval_s
         self._last = 0.0
+        self._failing = False  # log the first failure of an outage only, and the recovery
 
     async def refresh(self, runtime: RuntimeState, pool: asyncpg.Pool | None) -> None:
         if pool is None or time.monotonic() - self._last < self.min_interval_s:
             return
         self._last = time.monotonic()
         try:
-            row = await pool.fetchrow(
+            row = await asyncio.wait_for(pool.fetchrow(
                 """SELECT (SELECT count(*) FROM closed_trades WHERE mode = $1) AS trades,
                           (SELECT count(*) FILTER (WHERE is_win) FROM closed_trades WHERE mode = $1) AS wins,
                           (SELECT coalesce(sum(net_pnl), 0) FROM closed_trades WHERE mode = $1) AS realized,
@@ -163,10 +185,15 @@ class RecordGauges:
                           (SELECT equity FROM equity_snapshots WHERE mode = $1 ORDER BY at DESC, id DESC LIMIT 1)
                               AS last_equity""",
                 runtime.mode,
-            )
+            ), DB_TIMEOUT_S)
         except Exception as exc:
-            log.warning("metrics.refresh_failed", error=type(exc).__name__)
+            if not self._failing:
+                log.warning("metrics.refresh_failed", error=type(exc).__name__)
+            self._failing = True
             return
+        if self._failing:
+            log.info("metrics.refresh_recovered")
+            self._failing = False
         assert row is not None
         if row["trades"]:
             metrics.WIN_RATE.set(row["wins"] / row["trades"])

@@ -141,7 +141,8 @@ def register(app: typer.Typer) -> None:
         why: str = typer.Option(None, "--why", help="Why the gate is overridden (recorded)."),
     ) -> None:
         """Run the service: engine + API (+ Telegram when configured). Live needs the gate."""
-        from quorum.api.runner import run_service
+        from quorum.api.process import ApiStartError
+        from quorum.api.runner import StartupStopped, run_service
 
         settings = load_settings()
         configure_logging(settings)
@@ -154,9 +155,11 @@ def register(app: typer.Typer) -> None:
         except GateRefused as exc:
             print(str(exc), file=sys.stderr)
             raise typer.Exit(1) from None
-        except DatabaseUnavailable as exc:
+        except (DatabaseUnavailable, ApiStartError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(1) from None
+        except StartupStopped:
+            raise typer.Exit(0) from None
         raise typer.Exit(code)
 
     @app.command("demo")
@@ -170,14 +173,17 @@ def register(app: typer.Typer) -> None:
                                               "(7 covers the 2025-10-10 cascade; 0 = all of the data)."),
     ) -> None:
         """First run: an accelerated paper session on the bundled real data, API up, record in Postgres."""
-        from quorum.api.runner import run_demo
+        from quorum.api.process import ApiStartError
+        from quorum.api.runner import StartupStopped, run_demo
 
         settings = load_settings()
         configure_logging(settings)
         try:
             code = asyncio.run(run_demo(settings, data_dir=data, symbols=symbols, speed=speed, port=port,
                                         keep_serving_s=keep_serving, days=days or None))
-        except DatabaseUnavailable as exc:
+        except (DatabaseUnavailable, ApiStartError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(1) from None
+        except StartupStopped:
+            raise typer.Exit(0) from None
         raise typer.Exit(code)
