@@ -3,7 +3,8 @@
 Point the official SDK at `server.base_url`. Replies come from a script (consumed in order)
 and then from `default`; each `Reply` can be a normal completion, a refusal, an error body
 with any status and headers (429 + Retry-After, 401, 5xx...), and can be slow. Every request
-is recorded (path, headers, JSON body, arrival time)."""
+is recorded (path, headers, JSON body, arrival time), and so is the number of requests in flight
+at once (`in_flight`, its maximum `peak_in_flight`)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ class FakeServer:
         self.script: list[Reply] = []
         self.default = default or Reply(text="{}")
         self.requests: list[Recorded] = []
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
         self.port = 0
@@ -85,6 +88,14 @@ class FakeServer:
         return self.default(body) if callable(self.default) else self.default
 
     async def _handle(self, request: web.Request) -> web.Response:
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.requests.append(Recorded(request.path, dict(request.headers), body, time.monotonic()))
         reply = self._next(body)

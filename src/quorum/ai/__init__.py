@@ -16,11 +16,13 @@ and the proposal in one transaction (`persist=False` skips it, e.g. in backtests
 
 `build_analysts(settings, ...)` alone gives the configured voters: one per MODELS entry that
 has a key (a model without a key is skipped with one warning), and the rules analyst when no
-model is usable (or always with RULES_VOTER=always).
+model is usable (or always with RULES_VOTER=always). Every model of one provider shares one
+concurrency cap (`<PROVIDER>_MAX_CONCURRENCY`, default MODEL_MAX_CONCURRENCY HTTP calls in flight).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,6 +75,7 @@ def build_analysts(
         plimits = PromptLimits.from_settings(settings)
         limits = validation_limits(settings)
     seen: set[str] = set()
+    limiters: dict[str, asyncio.Semaphore] = {}  # one per provider, shared by its models
     for entry in settings.models:
         provider, _, model = entry.partition(":")
         provider = provider.strip().lower()
@@ -99,9 +102,10 @@ def build_analysts(
             log.warning("ai.model_skipped_no_base_url", model=entry, variable=f"{provider.upper()}_BASE_URL")
             continue
         assert prompts is not None and retry is not None
+        limiter = limiters.setdefault(provider, asyncio.Semaphore(cfg.max_concurrency))
         analysts.append(ModelAnalyst(client, prompts, prompt_limits=plimits, limits=limits, retry=retry,
                                      cache=cache, cache_ttl_seconds=settings.cache_ttl_seconds, cost=cost,
-                                     budget_sink=budget_sink))
+                                     budget_sink=budget_sink, limiter=limiter))
     if not analysts or settings.rules_voter == "always":
         analysts.insert(0, RulesAnalyst(settings.decision_timeframe))
     log.info("ai.voters", voters=[a.name for a in analysts])

@@ -7,6 +7,7 @@ store writes to `model_votes`; the consensus engine uses it when present.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -18,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import structlog
 
 from quorum import metrics
-from quorum.ai.client import Completion, Message, ModelClient
+from quorum.ai.client import VOTE_JSON_SCHEMA, Completion, Message, ModelClient
 from quorum.ai.context import VoteContext
 from quorum.ai.context import snapshot_hash as memo_hash
 from quorum.ai.cost import CostTracker, utc_day
@@ -34,6 +35,12 @@ log = structlog.get_logger(__name__)
 MAX_STORED_REPLY = 50_000  # characters of a raw reply kept in the audit row
 
 BudgetSink = Callable[[date, float, float], Awaitable[None]]
+_SCHEMA_TEXT = json.dumps(VOTE_JSON_SCHEMA)  # sent with every call (response format / tool)
+DEFAULT_MAX_OUTPUT_TOKENS = 4096  # a client that does not say its reply limit is assumed this generous
+
+
+class BudgetRefused(Exception):
+    """The daily AI budget cannot cover the next call (spent + reserved + its upper bound)."""
 
 
 @runtime_checkable
@@ -129,7 +136,12 @@ def cache_key(snapshot_hash: str, provider: str, model: str, prompt_version: str
 
 class ModelAnalyst:
     """A language-model voter: prompt → provider (with retries) → tolerant parse → validation →
-    one repair retry → vote or abstention. Cached per snapshot; priced; budget-capped."""
+    one repair retry → vote or abstention. Cached per snapshot; priced; budget-capped.
+
+    Each provider call reserves its upper-bound cost from `cost` first and settles the actual
+    cost after it (released on failure or cancellation), so concurrent voters never overshoot
+    the daily budget. `limiter` (shared by every analyst of one provider) bounds that
+    provider's HTTP attempts in flight; cached votes neither reserve nor wait for it."""
 
     kind = "model"
 
@@ -146,8 +158,11 @@ class ModelAnalyst:
         cost: CostTracker | None = None,
         budget_sink: BudgetSink | None = None,
         wall_clock: Callable[[], float] = time.time,
+        limiter: asyncio.Semaphore | None = None,
     ) -> None:
         self.client = client
+        self.limiter = limiter
+        self.max_output_tokens = int(getattr(client, "max_tokens", 0) or DEFAULT_MAX_OUTPUT_TOKENS)
         self.wall_clock = wall_clock
         self.name = f"{client.provider}:{client.model}"
         self.prompts = prompts
@@ -183,46 +198,43 @@ class ModelAnalyst:
         if self.cache is not None:
             hit = await self._cache_get(key)
             if hit is not None:
-                vote, raw, parsed = hit
+                vote, cached_raw, parsed = hit
                 ms = int((time.perf_counter() - t0) * 1000)
-                return vote, replace(base, raw_reply=raw, parsed=parsed, action=vote.action.value,
+                return vote, replace(base, raw_reply=cached_raw, parsed=parsed, action=vote.action.value,
                                      confidence=vote.confidence, cached=True, latency_ms=ms)
         day = utc_day(int(self.wall_clock() * 1000))  # money is spent on the wall-clock day
-        paid = self.cost is not None and self.cost.price_of(self.client.provider, self.client.model) != (0.0, 0.0)
-        if paid and self.cost is not None and not self.cost.allowed(day):
-            if self.cost.first_exhaustion(day) and self.budget_sink is not None:
-                await self.budget_sink(day, self.cost.day_total(day), self.cost.daily_budget_usd)
-            return self._abstain(ctx, base, f"daily AI budget of {self.cost.daily_budget_usd:g} USD exhausted",
-                                 "budget")
         messages = [Message("user", self.prompts.user(ctx))]
         state = {"attempts": 0, "tokens_in": 0, "tokens_out": 0}
+        raw: str | None = None
         try:
-            completion = await self._call(messages, state)
+            completion = await self._call(messages, state, day)
             raw = completion.text
             if completion.refusal:
-                return self._finish(ctx, base, t0, state, day, raw, None, f"refused: {completion.refusal[:200]}",
+                return self._finish(ctx, base, t0, state, raw, None, f"refused: {completion.refusal[:200]}",
                                     "refusal")
             result = parse_reply(raw, self.name, ctx.snapshot, self.limits)
             if result.error is not None and looks_like_refusal(raw):
-                return self._finish(ctx, base, t0, state, day, raw, None, f"refused: {raw.strip()[:200]}",
+                return self._finish(ctx, base, t0, state, raw, None, f"refused: {raw.strip()[:200]}",
                                     "refusal")
             if result.error is not None:
                 messages += [Message("assistant", raw[:4000] or "(empty)"),
                              Message("user", self.prompts.repair(result.error))]
                 first_error = result.error
-                completion = await self._call(messages, state)
+                completion = await self._call(messages, state, day)
                 raw = raw + "\n--- repair reply ---\n" + completion.text
                 result = parse_reply(completion.text, self.name, ctx.snapshot, self.limits)
                 if result.error is not None:
-                    return self._finish(ctx, base, t0, state, day, raw, result,
+                    return self._finish(ctx, base, t0, state, raw, result,
                                         f"invalid reply after repair: {result.error} (first: {first_error})",
                                         "parse")
+        except BudgetRefused:
+            return await self._budget_abstain(ctx, base, t0, state, day, raw)
         except Exception as exc:  # every provider failure is an abstention, never a crash
             kind = error_kind(exc)
             msg = f"{type(exc).__name__}: {str(exc)[:300]}"
-            return self._finish(ctx, base, t0, state, day, None, None, f"{kind}: {str(exc)[:200]}", kind, error=msg)
+            return self._finish(ctx, base, t0, state, None, None, f"{kind}: {str(exc)[:200]}", kind, error=msg)
         assert result.vote is not None
-        abst_or_vote, record = self._finish(ctx, base, t0, state, day, raw, result, None, None)
+        abst_or_vote, record = self._finish(ctx, base, t0, state, raw, result, None, None)
         if self.cache is not None and isinstance(abst_or_vote, Vote):
             payload = json.dumps({"vote": vote_to_dict(abst_or_vote), "raw": raw, "parsed": result.parsed})
             try:
@@ -250,30 +262,69 @@ class ModelAnalyst:
         metrics.CACHE_HITS.inc()
         return vote, obj.get("raw") or "", obj.get("parsed")
 
-    async def _call(self, messages: list[Message], state: dict[str, int]) -> Completion:
+    async def _budget_abstain(self, ctx: VoteContext, base: CallRecord, t0: float, state: dict[str, int], day: date,
+                              raw: str | None) -> tuple[Abstention, CallRecord]:
+        assert self.cost is not None
+        if self.cost.first_exhaustion(day) and self.budget_sink is not None:
+            await self.budget_sink(day, self.cost.day_total(day), self.cost.daily_budget_usd)
+        reason = f"daily AI budget of {self.cost.daily_budget_usd:g} USD exhausted"
+        if not state["attempts"]:  # refused before any call: nothing was spent or measured
+            return self._abstain(ctx, base, reason, "budget")
+        result, rec = self._finish(ctx, base, t0, state, raw, None, reason, "budget")  # refused the repair call
+        assert isinstance(result, Abstention)
+        return result, rec
+
+    def upper_bound_usd(self, messages: list[Message]) -> float:
+        """The most one completion of `messages` can cost (what `_call` reserves): every byte of the
+        system prompt, schema and messages a token, plus the reply token limit. 0 when free."""
+        if self.cost is None or self.cost.price_of(self.client.provider, self.client.model) == (0.0, 0.0):
+            return 0.0
+        return self.cost.estimate(self.client.provider, self.client.model,
+                                  [self._system, _SCHEMA_TEXT, *(m.content for m in messages)], self.max_output_tokens)
+
+    async def _call(self, messages: list[Message], state: dict[str, int], day: date) -> Completion:
+        """One completion (with retries): reserve its upper-bound cost, call, settle the actual cost.
+        Raises `BudgetRefused` without calling when the budget cannot cover it."""
+        hold = None
+        bound = self.upper_bound_usd(messages)
+        if bound and self.cost is not None:
+            hold = self.cost.reserve(day, self.name, bound)
+            if hold is None:
+                raise BudgetRefused
+
         async def once() -> Completion:
             state["attempts"] += 1
             metrics.MODEL_CALLS.labels(self.name).inc()
-            return await self.client.complete(self._system, list(messages))
+            if self.limiter is None:
+                return await self.client.complete(self._system, list(messages))
+            async with self.limiter:  # the provider's cap holds each HTTP attempt, not the retry waits
+                return await self.client.complete(self._system, list(messages))
 
         def on_retry(exc: BaseException, attempt: int) -> None:
             kind = error_kind(exc)
             metrics.MODEL_ERRORS.labels(self.name, kind).inc()
             log.info("ai.retry", voter=self.name, attempt=attempt, kind=kind)
 
-        completion = await self.retry.call(once, on_retry)
+        actual = 0.0
+        try:
+            completion = await self.retry.call(once, on_retry)
+            if self.cost is not None:
+                actual = self.cost.cost(self.client.provider, self.client.model, completion.tokens_in,
+                                        completion.tokens_out)
+        finally:  # also on failure and on cancellation at the consensus deadline: the hold is released
+            if hold is not None and self.cost is not None:
+                self.cost.settle(hold, actual)
         state["tokens_in"] += completion.tokens_in
         state["tokens_out"] += completion.tokens_out
         return completion
 
-    def _finish(self, ctx: VoteContext, base: CallRecord, t0: float, state: dict[str, int], day: date,
+    def _finish(self, ctx: VoteContext, base: CallRecord, t0: float, state: dict[str, int],
                 raw: str | None, result: ParseResult | None, reason: str | None, kind: str | None,
                 error: str | None = None) -> tuple[Vote | Abstention, CallRecord]:
         elapsed = time.perf_counter() - t0
         tin, tout = state["tokens_in"], state["tokens_out"]
+        # already added to the day's spend call by call (`_call` settles each reservation)
         usd = self.cost.cost(self.client.provider, self.client.model, tin, tout) if self.cost else 0.0
-        if self.cost is not None and usd:
-            self.cost.add(day, self.name, usd)
         metrics.MODEL_LATENCY.labels(self.name).observe(elapsed)
         metrics.MODEL_TOKENS.labels(self.name, "in").inc(tin)
         metrics.MODEL_TOKENS.labels(self.name, "out").inc(tout)

@@ -161,7 +161,14 @@ class ConsensusEngine:
         order = sorted(self.analysts, key=lambda a: -self._latency.get(a.name, float("inf")))
         tasks = {asyncio.ensure_future(self._ask(a, ctx, shash)): a for a in order}
         weights_task = asyncio.ensure_future(self.weight_source.weights()) if self.weight_source else None
-        done, pending = await asyncio.wait(tasks, timeout=self.deadline_seconds)
+        try:
+            done, pending = await asyncio.wait(tasks, timeout=self.deadline_seconds)
+        except asyncio.CancelledError:  # the decision itself was cancelled (shutdown): no orphan calls
+            for t in [*tasks, *([weights_task] if weights_task is not None else [])]:
+                t.cancel()
+            await asyncio.gather(*tasks, *([weights_task] if weights_task is not None else []),
+                                 return_exceptions=True)
+            raise
         for t in pending:
             t.cancel()
         if pending:

@@ -6,6 +6,12 @@ extended by MODEL_PRICES_FILE (JSON or YAML: {"model-or-provider:model": {"input
 so the budget cap still means something; local providers (ollama, llamacpp) cost nothing.
 The day is the wall-clock UTC day of the call (money is spent when the call is made, whatever
 time the snapshot describes); it matches `model_votes.at` and the `ai_cost_by_day` view.
+
+Concurrent calls cannot overshoot the budget: before a paid call the caller `reserve()`s an
+upper bound of its cost (`upper_bound_tokens` of the prompt, plus the reply token limit); the
+reservation is refused when spent + reserved + that bound would exceed DAILY_AI_BUDGET_USD, and
+`settle()`d with the actual cost (0 on failure or cancellation) after the call. As long as a
+provider bills no more than the bound, spent + reserved ≤ budget holds at every instant.
 """
 
 from __future__ import annotations
@@ -77,6 +83,27 @@ def utc_day(ms: int) -> date:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).date()
 
 
+# Tokens a request adds beyond its text: message framing, the response-format schema or tool
+# definition and the provider's tool-use preamble (a few hundred tokens at most).
+REQUEST_OVERHEAD_TOKENS = 1024
+
+
+def upper_bound_tokens(*texts: str) -> int:
+    """More prompt tokens than `texts` can be billed as: one per UTF-8 byte (byte-level BPE
+    tokenizers never make a token smaller than a byte), plus `REQUEST_OVERHEAD_TOKENS`."""
+    return sum(len(t.encode("utf-8")) for t in texts) + REQUEST_OVERHEAD_TOKENS
+
+
+@dataclass(eq=False, slots=True)
+class Reservation:
+    """Budget held for one call in flight (see `CostTracker.reserve`)."""
+
+    day: date
+    voter: str
+    usd: float
+    open: bool = True
+
+
 @dataclass
 class CostTracker:
     """Prices calls and keeps the per-day spend per voter (in memory; `seed()` loads what the
@@ -85,8 +112,10 @@ class CostTracker:
     prices: dict[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_PRICES))
     daily_budget_usd: float = 5.0
     spent: dict[date, dict[str, float]] = field(default_factory=dict)
+    reserved: dict[date, float] = field(default_factory=dict)
     _warned: set[str] = field(default_factory=set)
     _budget_events: set[date] = field(default_factory=set)
+    _refused: set[date] = field(default_factory=set)
 
     def price_of(self, provider: str, model: str) -> tuple[float, float]:
         if provider in FREE_PROVIDERS:
@@ -111,15 +140,49 @@ class CostTracker:
         self.spent[day] = dict(per_voter)
 
     def day_total(self, day: date) -> float:
+        """What the day's settled calls cost."""
         return sum(self.spent.get(day, {}).values())
 
+    def reserved_total(self, day: date) -> float:
+        """What the day's calls in flight may still cost (their reservations)."""
+        return self.reserved.get(day, 0.0)
+
     def allowed(self, day: date) -> bool:
-        """False once the day's spend reached DAILY_AI_BUDGET_USD (0 = no paid calls)."""
-        return self.day_total(day) < self.daily_budget_usd
+        """False once the day's spend plus reservations reached DAILY_AI_BUDGET_USD (0 = no paid calls)."""
+        return self.day_total(day) + self.reserved_total(day) < self.daily_budget_usd
+
+    def estimate(self, provider: str, model: str, prompt_texts: tuple[str, ...] | list[str],
+                 max_output_tokens: int) -> float:
+        """Upper bound of a call's cost: the prompt's `upper_bound_tokens` in, `max_output_tokens` out."""
+        return self.cost(provider, model, upper_bound_tokens(*prompt_texts), max_output_tokens)
+
+    def reserve(self, day: date, voter: str, usd: float) -> Reservation | None:
+        """Hold `usd` of the day's budget for a call about to start, or None (nothing held; the
+        call must not be made) when spent + reserved + usd would exceed the budget."""
+        if self.day_total(day) + self.reserved_total(day) + usd > self.daily_budget_usd:
+            self._refused.add(day)
+            return None
+        self.reserved[day] = self.reserved_total(day) + usd
+        return Reservation(day, voter, usd)
+
+    def settle(self, reservation: Reservation, actual_usd: float = 0.0) -> None:
+        """End a reservation: `actual_usd` (0 when the call failed or was cancelled) becomes spend.
+        Settling twice does nothing."""
+        if not reservation.open:
+            return
+        reservation.open = False
+        left = self.reserved_total(reservation.day) - reservation.usd
+        self.reserved[reservation.day] = left if left > 1e-12 else 0.0
+        if actual_usd > reservation.usd:
+            log.warning("cost.reservation_exceeded", voter=reservation.voter, reserved_usd=reservation.usd,
+                        actual_usd=actual_usd)
+        if actual_usd:
+            self.add(reservation.day, reservation.voter, actual_usd)
 
     def first_exhaustion(self, day: date) -> bool:
-        """True exactly once per day when the budget is exhausted (for the budget event)."""
-        if self.allowed(day) or day in self._budget_events:
+        """True exactly once per day, once the budget is exhausted or refused a call (for the
+        budget event)."""
+        if day in self._budget_events or (self.allowed(day) and day not in self._refused):
             return False
         self._budget_events.add(day)
         return True
