@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from quorum.clock import Clock, SimulatedClock, WallClock
+from quorum.clock import Clock, SimulatedClock, service_clock
 from quorum.config import ConfigError, Settings, TradingMode
 from quorum.engine import Engine, NullVenueFeed, VenueFeed
 from quorum.engine_parts.feeds import LivePaperFeed, ReplayPaperFeed
@@ -71,6 +71,20 @@ def replay_funding_source(market: Any) -> Any:
     return source
 
 
+def live_funding_source(market: Any) -> Any:
+    """The rates Binance published (fundingRate history) through the live market data's client."""
+    from quorum.market.funding import PublishedFunding
+
+    return PublishedFunding(market) if hasattr(market, "unified") else None
+
+
+def monitor_timeframe(settings: Settings) -> str:
+    """The bars open positions are watched on with live data: MONITOR_INTERVAL_SECONDS (1m by default)."""
+    from quorum.config import KNOWN_TIMEFRAMES, timeframe_seconds
+
+    return next(tf for tf in KNOWN_TIMEFRAMES if timeframe_seconds(tf) == settings.monitor_interval_seconds)
+
+
 async def bootstrap(
     settings: Settings,
     *,
@@ -107,7 +121,7 @@ async def bootstrap(
     if replay and start_ms is None and clock is None:
         raise ConfigError("a replay needs a start time (start_ms)")
     if clock is None:
-        clock = SimulatedClock(int(start_ms or 0), speed=speed) if replay else WallClock()
+        clock = SimulatedClock(int(start_ms or 0), speed=speed) if replay else service_clock()
     if market is None:
         if replay:
             from quorum.market.feeds import ReplayMarketData
@@ -118,15 +132,13 @@ async def bootstrap(
         else:
             from quorum.market.live import LiveMarketData
 
-            market = LiveMarketData(settings, clock=clock)
+            market = LiveMarketData(settings, clock=clock, monitor_timeframe=monitor_timeframe(settings))
     names = list(symbols or (list(market.builders) if replay else settings.symbols))
     if exchange is None:
         if m is TradingMode.LIVE:
             from quorum.execution.binance import BinanceExchange
 
-            assert settings.binance_api_key and settings.binance_api_secret
-            exchange = BinanceExchange(settings.binance_api_key.get_secret_value(),
-                                       settings.binance_api_secret.get_secret_value(), demo=settings.binance_demo)
+            exchange = BinanceExchange.from_settings(settings)  # keys, BINANCE_DEMO, BINANCE_FAPI_URL
         else:
             from quorum.config import timeframe_seconds
             from quorum.domain.fills import FillModel
@@ -139,7 +151,7 @@ async def bootstrap(
                 initial_balance=float(initial_balance or settings.initial_capital),
                 filters=replay_filters(market, names, int(start_ms or clock.now_ms())) if replay else None,
                 funding_rate=settings.paper_funding_rate,
-                funding_source=replay_funding_source(market) if replay else None,
+                funding_source=replay_funding_source(market) if replay else live_funding_source(market),
                 timeframe_ms=timeframe_seconds(settings.execution_timeframe) * 1000,
             )
     if venue_feed is None:
@@ -159,7 +171,9 @@ async def bootstrap(
     engine = Engine(settings=settings, clock=clock, market=market, exchange=exchange, executor=executor, risk=risk,
                     consensus=consensus, runtime=runtime, symbols=names, venue_feed=venue_feed,
                     reconciler=Reconciler(executor), kill_switch=KillSwitch(executor),
-                    bar_settle_ms=0 if replay else 3_000)
+                    bar_settle_ms=0 if replay else 3_000, pool=pool,
+                    monitor_timeframe=None if replay else monitor_timeframe(settings),
+                    concurrent_cycles=not replay)
     data_end = None
     if replay and hasattr(market, "builder"):
         ends = [int(b.base.open_ms[-1]) + b.base.tf_ms for b in (market.builder(s) for s in names)

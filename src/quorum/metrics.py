@@ -47,4 +47,9 @@ LOOP_DURATION = Histogram(
     "quorum_loop_duration_seconds", "Duration of one engine loop iteration", ["loop"], registry=REGISTRY,
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
+STEP_FAILURES = Counter("quorum_engine_step_failures_total", "Engine steps that failed, by where and error type",
+                        ["where", "error"], registry=REGISTRY)
+FUNDING_EVENTS = Counter("quorum_paper_funding_events_total",
+                         "Paper funding events by rate source (published rate or the PAPER_FUNDING_RATE fallback)",
+                         ["source"], registry=REGISTRY)
 LAST_SCAN = Gauge("quorum_last_scan_timestamp_seconds", "Unix time of the last completed scan", registry=REGISTRY)

@@ -56,6 +56,13 @@ class RuntimeState:
       trailing_stop, peak_price, opened_ms (missing keys are shown as null).
     - `equity`, `day_pnl`, `wallet_balance`, `sim_time_ms` (replay clock, if any).
     - `live_override`: {"who", "why", "at"} when live trading was started over a failing gate.
+    - `database_ok` / `database_error`: the engine's own view of Postgres (False while it waits
+      for the database to return; nothing trades meanwhile).
+    - `engine`: loop counters {steps, failed_steps, consecutive_failures, cycles, cycles_skipped,
+      catch_up_bars, database_outages, entries_blocked}; `funding`: paper funding events by rate
+      source {published, fallback, fallback_rate}.
+    - `cache_degraded`: why the engine's cache serves from process memory (Redis unreachable),
+      None while Redis answers (set by the service surface's cache).
     """
 
     mode: str = "paper"
@@ -79,6 +86,11 @@ class RuntimeState:
     sim_time_ms: int | None = None
     live_override: dict[str, Any] | None = None
     symbols: list[str] = field(default_factory=list)
+    database_ok: bool = True
+    database_error: str | None = None
+    engine: dict[str, Any] = field(default_factory=dict)
+    funding: dict[str, Any] = field(default_factory=dict)
+    cache_degraded: str | None = None
     # Async hooks the engine registers; called by pause()/resume()/kill().
     on_pause: ControlHook | None = None
     on_resume: ControlHook | None = None

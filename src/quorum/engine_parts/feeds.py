@@ -3,8 +3,9 @@
 - `ReplayPaperFeed` (backtest / demo on files): each closed execution bar goes to
   `PaperExchange.on_bar`; at time T the venue's price becomes the OPEN of the bar that opens at
   T — the price at that instant, so decisions taken at T fill at the next bar's open.
-- `LivePaperFeed` (paper trading on live data): closed bars from the live feed, and the live last
-  price at T.
+- `LivePaperFeed` (paper trading on live data): the closed bars of the monitor stream (1m) and,
+  at T, the close of the bar that closed at T (during a catch-up, that old bar's close; at a
+  decision time, the live feed's last price).
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ class ReplayPaperFeed:
         self.exchange = exchange
         self.series = dict(series)
 
-    async def bar_closed(self, symbol: str, bar: Candle) -> None:
-        await self.exchange.on_bar(symbol, bar)
+    async def bar_closed(self, symbol: str, bar: Candle, timeframe_ms: int) -> None:
+        await self.exchange.on_bar(symbol, bar, timeframe_ms)
 
-    async def price_now(self, symbol: str, time_ms: int) -> None:
+    async def price_now(self, symbol: str, time_ms: int, bar: Candle | None = None) -> None:
         s = self.series.get(symbol)
         if s is None:
             return
@@ -40,10 +41,10 @@ class LivePaperFeed:
         self.exchange = exchange
         self.market = market
 
-    async def bar_closed(self, symbol: str, bar: Candle) -> None:
-        await self.exchange.on_bar(symbol, bar)
+    async def bar_closed(self, symbol: str, bar: Candle, timeframe_ms: int) -> None:
+        await self.exchange.on_bar(symbol, bar, timeframe_ms)
 
-    async def price_now(self, symbol: str, time_ms: int) -> None:
-        price = await self.market.last_price(symbol)
+    async def price_now(self, symbol: str, time_ms: int, bar: Candle | None = None) -> None:
+        price = bar.close if bar is not None else await self.market.last_price(symbol)
         if price is not None and price > 0:
             await self.exchange.on_price(symbol, float(price), time_ms)

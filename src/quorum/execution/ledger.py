@@ -98,8 +98,11 @@ class Ledger:
                 exit_reason = exit_reason_for(last["purpose"], last["client_order_id"], pos)
             exit_price = sum(float(f["quantity"]) * float(f["price"]) for f in exits) / out_qty
             gross = sum(gross_pnl(pos.side, float(f["quantity"]), pos.entry_price, float(f["price"])) for f in exits)
+            # closed when its last exit filled (after a catch-up that is an earlier bar than now)
+            last_fill_ms = max(int(f["at"].timestamp() * 1000) for f in exits)
             net = await self.positions.close(position_id, exit_price=exit_price, gross_pnl=gross,
-                                             exit_reason=exit_reason, closed_ms=closed_ms, conn=conn)
+                                             exit_reason=exit_reason, closed_ms=min(closed_ms, last_fill_ms),
+                                             conn=conn)
         log.info("position.closed", position_id=position_id, reason=exit_reason, net=net)
         return net
 

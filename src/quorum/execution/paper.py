@@ -9,21 +9,27 @@ the shared `FillModel` (quorum.domain.fills), so paper and backtest fill alike:
   (the bar stands in for the mark price); a stop the bar gaps through fills at the bar's open;
 - isolated margin per position, a liquidation price from the symbol's brackets; a liquidation
   closes the position at the liquidation price and charges the taker fee;
-- funding at each funding time (every `funding_interval_ms` on the UTC grid) from
-  `funding_source(symbol, time_ms)` (recorded funding data) or the fixed `funding_rate`
-  (PAPER_FUNDING_RATE) — positive rate: longs pay.
+- funding at each funding time (every `funding_interval_ms` on the UTC grid) at the rate the
+  `funding_source` gives for that time — recorded data in a replay, the rate Binance published
+  on live data (`quorum.market.funding.PublishedFunding`) — and only when none can be had, the
+  fixed `funding_rate` (PAPER_FUNDING_RATE); `funding_stats` counts both. Positive rate: longs pay.
 
 Each operation is one database transaction, so a session killed at any point restarts from a
 consistent venue state. When a position closes, its remaining reduce-only orders expire.
+
+The venue remembers how far it has seen each symbol's price path (`paper_symbols.bar_until_ms`):
+a bar it has already processed is ignored, so feeding it again (a retried step) changes nothing,
+and `held()` tells the engine where to resume feeding each open position after any gap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
+from quorum import metrics
 from quorum.domain.fills import FillModel, funding_times
 from quorum.domain.models import Bracket, Candle, OrderState, Side, SymbolFilters
 from quorum.execution.exchange import (
@@ -46,7 +52,31 @@ from quorum.execution.venue_rules import (  # re-exported: the backtester's venu
     isolated_liquidation_price,
 )
 
-__all__ = ["DEFAULT_BRACKETS", "PaperExchange", "bracket_for", "default_filters", "isolated_liquidation_price"]
+__all__ = ["DEFAULT_BRACKETS", "FundingSource", "PaperExchange", "bracket_for", "default_filters",
+           "isolated_liquidation_price"]
+
+
+class FundingSource(Protocol):
+    """Funding rates by (symbol, funding time): `prefetch` may do I/O (outside any transaction),
+    `rate` only reads what was fetched (None = no rate known)."""
+
+    async def prefetch(self, symbol: str, start_ms: int, end_ms: int) -> None: ...
+
+    def rate(self, symbol: str, time_ms: int) -> float | None: ...
+
+
+class _CallableFunding:
+    """A plain `(symbol, time_ms) -> rate` function (recorded data) as a `FundingSource`."""
+
+    def __init__(self, fn: Callable[[str, int], float | None]) -> None:
+        self.fn = fn
+
+    async def prefetch(self, symbol: str, start_ms: int, end_ms: int) -> None:
+        return None
+
+    def rate(self, symbol: str, time_ms: int) -> float | None:
+        return self.fn(symbol, time_ms)
+
 
 def _order(row: Mapping[str, Any]) -> VenueOrder:
     return VenueOrder(
@@ -75,7 +105,7 @@ class PaperExchange:
         filters: Mapping[str, SymbolFilters] | None = None,
         brackets: Mapping[str, tuple[Bracket, ...]] | None = None,
         funding_rate: float | None = 0.0001,
-        funding_source: Callable[[str, int], float | None] | None = None,
+        funding_source: FundingSource | Callable[[str, int], float | None] | None = None,
         funding_interval_ms: int = 8 * 3_600_000,
         timeframe_ms: int = 300_000,
         clock: Callable[[], int] | None = None,
@@ -87,7 +117,11 @@ class PaperExchange:
         self._filters = dict(filters or {})
         self._brackets = dict(brackets or {})
         self.funding_rate = funding_rate
-        self.funding_source = funding_source
+        self.funding_source: FundingSource | None = (
+            funding_source if funding_source is None or hasattr(funding_source, "prefetch")
+            else _CallableFunding(funding_source))  # type: ignore[arg-type]
+        self.funding_stats = {"published": 0, "fallback": 0}
+        self._funded_hint: dict[str, int] = {}
         self.funding_interval_ms = funding_interval_ms
         self.timeframe_ms = timeframe_ms
         self._clock = clock
@@ -110,21 +144,48 @@ class PaperExchange:
 
     # --- market data in ------------------------------------------------------------------
     async def on_price(self, symbol: str, price: float, time_ms: int) -> None:
-        """The latest (mark/last) price; market orders fill from it."""
+        """The latest (mark/last) price; market orders fill from it. While the symbol is flat the
+        venue has nothing to replay, so its progress marks move with the price: the path is seen
+        up to `time_ms` and funding is settled up to just before it — the funding due AT
+        `time_ms` is charged to what is held after the orders at `time_ms`, as when every bar was
+        shown (the convention the backtester shares); a symbol seen for the first time starts
+        settled at `time_ms`."""
         await self._ensure()
         if price <= 0:
             raise ValueError(f"{symbol}: price must be > 0")
         await self._pool.execute(
-            """INSERT INTO paper_symbols (account, symbol, last_price, last_time_ms, funded_until_ms)
-               VALUES ($1,$2,$3,$4,$4) ON CONFLICT (account, symbol)
-               DO UPDATE SET last_price=$3, last_time_ms=$4""",
+            """INSERT INTO paper_symbols (account, symbol, last_price, last_time_ms, funded_until_ms, bar_until_ms)
+               VALUES ($1,$2,$3,$4::bigint,$4::bigint,$4::bigint) ON CONFLICT (account, symbol)
+               DO UPDATE SET last_price=$3, last_time_ms=$4,
+                 bar_until_ms = CASE WHEN EXISTS (SELECT 1 FROM paper_positions p WHERE p.account=$1 AND p.symbol=$2)
+                                     THEN paper_symbols.bar_until_ms
+                                     ELSE GREATEST(coalesce(paper_symbols.bar_until_ms, $4), $4) END,
+                 funded_until_ms = CASE WHEN EXISTS (SELECT 1 FROM paper_positions p WHERE p.account=$1 AND p.symbol=$2)
+                                     THEN paper_symbols.funded_until_ms
+                                     ELSE GREATEST(coalesce(paper_symbols.funded_until_ms, $4 - 1), $4 - 1) END""",
             self.account, symbol, price, time_ms,
         )
 
-    async def on_bar(self, symbol: str, bar: Candle) -> list[VenueFill]:
-        """Process one closed execution bar: funding due at or before its open, then stops,
-        take-profits and liquidation on its range; finally the close becomes the last price."""
+    async def held(self) -> dict[str, int | None]:
+        """Symbols with an open position → the close time of the last bar the venue processed
+        for them (None if unknown): the engine feeds each one every bar after that, in order."""
         await self._ensure()
+        rows = await self._pool.fetch(
+            """SELECT p.symbol, coalesce(s.bar_until_ms, s.last_time_ms) AS until FROM paper_positions p
+               LEFT JOIN paper_symbols s ON s.account=p.account AND s.symbol=p.symbol
+               WHERE p.account=$1 ORDER BY p.symbol""", self.account)
+        return {r["symbol"]: None if r["until"] is None else int(r["until"]) for r in rows}
+
+    async def on_bar(self, symbol: str, bar: Candle, timeframe_ms: int | None = None) -> list[VenueFill]:
+        """Process one closed bar of the price path (`timeframe_ms` long, the execution timeframe
+        by default; 1m bars on live data): funding due at or before its open, then stops,
+        take-profits and liquidation on its range; finally the close becomes the last price.
+        A bar the venue has already processed is ignored."""
+        await self._ensure()
+        close_ms = bar.open_ms + (timeframe_ms or self.timeframe_ms)
+        if self.funding_source is not None:  # rates are fetched before the transaction, never inside
+            since = self._funded_hint.get(symbol, bar.open_ms - 30 * 86_400_000)
+            await self.funding_source.prefetch(symbol, since, bar.open_ms)
         fills: list[VenueFill] = []
         async with self._pool.acquire() as conn, conn.transaction():
             await self._lock(conn)
@@ -136,6 +197,8 @@ class PaperExchange:
                        VALUES ($1,$2,$3,$4,$4)""", self.account, symbol, bar.open, bar.open_ms)
                 funded_until = bar.open_ms
             else:
+                if sym["bar_until_ms"] is not None and close_ms <= int(sym["bar_until_ms"]):
+                    return []  # already processed (a retried step, an overlapping catch-up)
                 funded_until = int(sym["funded_until_ms"] or bar.open_ms)
             for t in funding_times(funded_until, bar.open_ms, self.funding_interval_ms):
                 await self._apply_funding(conn, symbol, t, bar.open)
@@ -144,20 +207,21 @@ class PaperExchange:
                 if fill is None:
                     break
                 fills.append(fill)
-            close_ms = bar.open_ms + self.timeframe_ms
             await conn.execute(
-                """UPDATE paper_symbols SET last_price=$3, last_time_ms=$4,
+                """UPDATE paper_symbols SET last_price=$3, last_time_ms=$4, bar_until_ms=$4,
                           funded_until_ms=GREATEST($5, funded_until_ms) WHERE account=$1 AND symbol=$2""",
                 self.account, symbol, bar.close, close_ms, bar.open_ms)
+        self._funded_hint[symbol] = max(self._funded_hint.get(symbol, 0), bar.open_ms)
         return fills
 
     async def _apply_funding(self, conn: asyncpg.Connection, symbol: str, t: int, mark: float) -> None:
         pos = await conn.fetchrow("SELECT * FROM paper_positions WHERE account=$1 AND symbol=$2", self.account, symbol)
         if pos is None:
             return
-        rate = self.funding_source(symbol, t) if self.funding_source else None
+        rate = self.funding_source.rate(symbol, t) if self.funding_source else None
+        source = "published"
         if rate is None:
-            rate = self.funding_rate
+            rate, source = self.funding_rate, "fallback"
         if rate is None:
             return
         qty = float(pos["quantity"])
@@ -169,6 +233,8 @@ class PaperExchange:
         if done:
             await conn.execute("UPDATE paper_accounts SET wallet_balance = wallet_balance - $2 WHERE account=$1",
                                self.account, amount)
+            self.funding_stats[source] += 1
+            metrics.FUNDING_EVENTS.labels(source).inc()
 
     async def _trigger(self, conn: asyncpg.Connection, symbol: str, bar: Candle) -> VenueFill | None:
         pos = await conn.fetchrow("SELECT * FROM paper_positions WHERE account=$1 AND symbol=$2", self.account, symbol)
@@ -305,8 +371,9 @@ class PaperExchange:
             if old - qty <= EPS:
                 await conn.execute("DELETE FROM paper_positions WHERE account=$1 AND symbol=$2", self.account, symbol)
                 await conn.execute(
-                    """UPDATE paper_orders SET state='expired' WHERE account=$1 AND symbol=$2 AND reduce_only
-                         AND state='accepted' AND client_order_id <> $3""", self.account, symbol, cid)
+                    """UPDATE paper_orders SET state='expired', closed_ms=$4 WHERE account=$1 AND symbol=$2
+                         AND reduce_only AND state='accepted' AND client_order_id <> $3""",
+                    self.account, symbol, cid, t)
             else:
                 rest = old - qty
                 margin = float(pos["isolated_margin"]) - released
@@ -327,8 +394,8 @@ class PaperExchange:
             (float(order["average_price"]) * float(order["filled_quantity"]) + price * qty) / filled)
         # a reduce-only order capped at the position size is complete
         await conn.execute(
-            """UPDATE paper_orders SET filled_quantity=$3, average_price=$4, state='filled'
-               WHERE account=$1 AND client_order_id=$2""", self.account, cid, filled, avg)
+            """UPDATE paper_orders SET filled_quantity=$3, average_price=$4, state='filled', closed_ms=$5
+               WHERE account=$1 AND client_order_id=$2""", self.account, cid, filled, avg, t)
         return VenueFill(str(trade_id), cid, str(order["exchange_order_id"]), symbol, order["side"], qty, price, fee,
                          t, "taker", realized)
 
@@ -341,8 +408,10 @@ class PaperExchange:
     async def cancel_order(self, symbol: str, client_order_id: str, *, conditional: bool = False) -> VenueOrder | None:
         await self._ensure()
         row = await self._pool.fetchrow(
-            """UPDATE paper_orders SET state='cancelled' WHERE account=$1 AND client_order_id=$2
-                 AND state='accepted' RETURNING *""", self.account, client_order_id)
+            """UPDATE paper_orders o SET state='cancelled', closed_ms=(
+                   SELECT s.last_time_ms FROM paper_symbols s WHERE s.account=o.account AND s.symbol=o.symbol)
+               WHERE o.account=$1 AND o.client_order_id=$2 AND o.state='accepted' RETURNING o.*""",
+            self.account, client_order_id)
         if row is None:
             return await self.fetch_order(symbol, client_order_id)
         return _order(row)

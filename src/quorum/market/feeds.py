@@ -123,5 +123,11 @@ class ReplayMarketData:
         b = self.builders.get(symbol)
         return None if b is None else b.last_price(self.clock.now_ms())
 
+    async def bars_after(self, symbol: str, timeframe: str, after_ms: int, until_ms: int) -> CandleSeries:
+        """Closed bars whose close lies in (after_ms, until_ms], oldest first."""
+        series = await self.closed_bars(symbol, timeframe, after_ms, min(until_ms, self.clock.now_ms()))
+        tf = series.tf_ms
+        return series.between(after_ms, until_ms - tf + 1)
+
     async def close(self) -> None:
         return None

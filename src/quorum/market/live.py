@@ -27,14 +27,18 @@ import structlog
 
 from quorum.config import Settings
 from quorum.domain.models import Snapshot
-from quorum.market.candles import HISTORY_LIMIT, CandleBuffer, configure_endpoints, make_exchange
+from quorum.market.binance_rest import Backoff, budgeted_call
+from quorum.market.candles import HISTORY_LIMIT, CandleBuffer, configure_endpoints, make_exchange, market_exchange
 from quorum.market.data_files import CandleSeries, timeframe_ms
-from quorum.market.ratelimit import WEIGHTS, WeightBudget, klines_weight, retry_after_of
+from quorum.market.ratelimit import WEIGHTS, WeightBudget, klines_weight
 from quorum.market.snapshot import SnapshotBuilder, build_snapshots
 from quorum.market.universe import MarketInfo, select_universe
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
+# A REST kline counts as closed only if it closed this long before the request was sent: the
+# server answers later than we ask, and its clock may be a little behind ours.
+CLOSE_MARGIN_MS = 1_000
 __all__ = ["HISTORY_LIMIT", "CandleBuffer", "LiveMarketData", "configure_endpoints", "make_exchange"]
 
 
@@ -54,11 +58,14 @@ class LiveMarketData:
         open_interest_max_symbols: int = 100,
         universe_ttl_s: float = 3600.0,
         history_pages: int = 2,
+        monitor_timeframe: str | None = None,
+        retry: Backoff | None = None,
     ) -> None:
         self.settings = settings
-        self.exchange = exchange if exchange is not None else make_exchange()
+        self.exchange = exchange if exchange is not None else market_exchange(settings)
         self.clock = clock
         self.budget = budget or WeightBudget(settings.weight_budget_share)
+        self.retry = retry or Backoff()  # transient REST failures; sleeps through the budget's clock
         self.use_websocket = use_websocket
         self.ws_grace_s = ws_grace_s
         self.reconnect_delay_s = reconnect_delay_s
@@ -67,7 +74,10 @@ class LiveMarketData:
         self.history_pages = max(1, history_pages)
         self.timeframes = tuple(settings.timeframes)
         self.execution_timeframe = settings.execution_timeframe
-        self.stream_timeframes = tuple(sorted({*self.timeframes, self.execution_timeframe}, key=timeframe_ms))
+        # monitor_timeframe: the bars open positions are watched on (1m), streamed too
+        self.monitor_timeframe = monitor_timeframe or self.execution_timeframe
+        self.stream_timeframes = tuple(sorted({*self.timeframes, self.execution_timeframe, self.monitor_timeframe},
+                                              key=timeframe_ms))
         self.symbols: list[str] = []
         self._started = False
         self.buffers: dict[tuple[str, str], CandleBuffer] = {}
@@ -84,24 +94,19 @@ class LiveMarketData:
     def now_ms(self) -> int:
         return int(self.clock.now_ms()) if self.clock is not None else int(time.time() * 1000)
 
-    async def _rest(self, weight: int, call: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
-        """One REST call within the weight budget; 429/418 → wait Retry-After and retry."""
-        for attempt in range(attempts):
-            await self.budget.acquire(weight)
-            try:
-                result = await call()
-            except ccxt.DDoSProtection as exc:
-                headers = getattr(self.exchange, "last_response_headers", None) or {}
-                self.budget.observe(headers)
-                status = 418 if " 418 " in str(exc) else 429
-                self.budget.penalize(status, retry_after_of(headers))
-                if attempt == attempts - 1:
-                    raise
-                continue
-            self.budget.observe(getattr(self.exchange, "last_response_headers", None))
-            self.budget.succeeded()
-            return result
-        raise RuntimeError("unreachable")
+    async def _rest(self, weight: int, call: Callable[[], Awaitable[T]], attempts: int | None = None) -> T:
+        """One REST read within the weight budget: 429/418 wait Retry-After, transient failures
+        (5xx, timeouts, resets, -1001/-1007) back off (`self.retry`); both are retried, then
+        `MarketDataUnavailable` names the host, the call and the reason."""
+        return await budgeted_call(self.exchange, self.budget, weight, call, self.retry, attempts=attempts)
+
+    @property
+    def rest_host(self) -> str:
+        """host[:port] of the REST endpoint (for one-line errors; never a query string)."""
+        from urllib.parse import urlsplit
+
+        url = str((getattr(self.exchange, "urls", {}) or {}).get("api", {}).get("fapiPublic", ""))
+        return urlsplit(url).netloc or url
 
     def unified(self, symbol: str) -> str:
         return self._unified[symbol]
@@ -161,7 +166,9 @@ class LiveMarketData:
     async def _set_symbols(self, symbols: list[str]) -> None:
         unknown = [s for s in symbols if s not in self._unified]
         if unknown:
-            raise ValueError(f"not USDⓈ-M perpetuals on this exchange: {', '.join(unknown)}")
+            from quorum.config import ConfigError
+
+            raise ConfigError(f"SYMBOLS: not USDⓈ-M perpetuals on {self.rest_host}: {', '.join(unknown)}")
         self.symbols = symbols
         self._extras = None
         now = self.now_ms()
@@ -177,15 +184,18 @@ class LiveMarketData:
     async def _backfill(self, sym: str, tf: str, now: int) -> None:
         """`history_pages` pages of 499 bars (weight 2 each): 998 bars by default, so EMA200's
         seed has decayed to ~0.04 % by the newest bar (live ≈ backtest values)."""
+        # the monitor stream only needs recent bars: a longer gap is fetched by range (`bars_after`)
+        extra = tf == self.monitor_timeframe and tf != self.execution_timeframe and tf not in self.timeframes
+        pages = 1 if extra else self.history_pages
         buf = self.buffers.setdefault((sym, tf), CandleBuffer(sym, tf, maxlen=HISTORY_LIMIT * self.history_pages))
         since: int | None = None
-        for _ in range(self.history_pages):
+        for _ in range(pages):
             rows = await self._rest(
                 klines_weight(HISTORY_LIMIT),
                 lambda s=sym, t=tf, f=since: self.exchange.fetch_ohlcv(self.unified(s), t, since=f,
                                                                        limit=HISTORY_LIMIT),
             )
-            stored = sum(buf.add(r, now) for r in rows)
+            stored = sum(buf.add(r, now - CLOSE_MARGIN_MS) for r in rows)
             if not rows or (not stored and since is not None):
                 break
             first = min(int(r[0]) for r in rows)
@@ -195,6 +205,7 @@ class LiveMarketData:
 
     async def _resync(self, sym: str, tf: str, now: int) -> int:
         """Fetch the bars missing since the buffer's last closed bar (small limit = weight 1)."""
+        now -= CLOSE_MARGIN_MS
         buf = self.buffers[(sym, tf)]
         last = buf.last_open
         expected_last = now // buf.tf_ms * buf.tf_ms - buf.tf_ms
@@ -219,7 +230,9 @@ class LiveMarketData:
             newest = max(int(c[0]) for c in candles)
             buf = self.buffers[(sym, tf)]
             for c in candles:
-                if int(c[0]) < newest and buf.add(c, now, overwrite=False):
+                # a candle older than the stream's newest got its final update: it wins over
+                # whatever a REST call stored for that bar
+                if int(c[0]) < newest and buf.add(c, now):
                     self.stats["ws_candles"] += 1
 
     def _forget_ws_cache(self, tf: str) -> None:
@@ -273,7 +286,9 @@ class LiveMarketData:
     async def refresh(self, time_ms: int, symbols: Sequence[str] | None = None) -> None:
         """Make every stream hold all bars closed by `time_ms` (websocket first, REST fallback)."""
         names = list(symbols) if symbols is not None else self.symbols
-        deadline = time.monotonic() + self.ws_grace_s
+        # the grace is market time: under an accelerated (test) clock it shrinks with the speed
+        speed = float(getattr(self.clock, "speed", None) or 1.0)
+        deadline = time.monotonic() + self.ws_grace_s / speed
         missing = self._missing(time_ms, names)
         while missing and self.use_websocket and time.monotonic() < deadline:
             if all(self.ws_down.get(tf, True) for _, tf in missing):
@@ -344,11 +359,40 @@ class LiveMarketData:
         return buf.series().truncate(now).between(start_ms, end_ms if end_ms is not None else now)
 
     async def last_price(self, symbol: str) -> float | None:
+        """Close of the last closed bar of the finest stream (the monitor's 1m on live paper)."""
         await self.ensure([symbol])
-        buf = self.buffers.get((symbol, self.execution_timeframe))
+        buf = self.buffers.get((symbol, self.stream_timeframes[0]))
         if not buf or not buf.rows:
             return None
         return buf.rows[max(buf.rows)][3]
+
+    async def bars_after(self, symbol: str, timeframe: str, after_ms: int, until_ms: int) -> CandleSeries:
+        """Every closed bar whose CLOSE lies in (after_ms, until_ms], oldest first: from the stream's
+        buffer when it reaches back far enough, else fetched by range over REST (a restart or an
+        outage longer than the buffer) — what the paper venue replays to catch up."""
+        await self.ensure([symbol])
+        buf = self.buffers[(symbol, timeframe)]
+        tf = buf.tf_ms
+        first_open = after_ms  # the first bar that closes after `after_ms` opens at it (on the grid)
+        await self.refresh(min(until_ms, self.now_ms()), [symbol])
+        if buf.rows and min(buf.rows) <= first_open:
+            return buf.series().between(first_open, until_ms - tf + 1)
+        rows: dict[int, tuple[float, float, float, float, float]] = {}
+        since = first_open
+        while since <= until_ms - tf:
+            limit = int(min(HISTORY_LIMIT, (until_ms - since) // tf + 1))
+            page = await self._rest(klines_weight(limit), lambda f=since, n=limit: self.exchange.fetch_ohlcv(
+                self.unified(symbol), timeframe, since=f, limit=n))
+            got = [r for r in page if r[0] is not None and since <= int(r[0]) <= until_ms - tf]
+            for r in got:
+                rows[int(r[0])] = (float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]))
+            if not got:
+                break
+            since = max(int(r[0]) for r in got) + tf
+        side = CandleBuffer(symbol, timeframe, maxlen=len(rows) + 1)
+        for t, v in rows.items():
+            side.add((t, *v), until_ms)
+        return side.series()
 
     async def _stop_ws(self) -> None:
         for t in self._ws_tasks:

@@ -2,7 +2,8 @@
 know, during an accelerated replay on the shared data: trades opened/closed, stops moved
 (break-even / trailing), breakers tripped and reset (from the risk manager's hook), the
 corrections of a reconciliation run, and errors caught in a loop iteration (secrets redacted,
-identical repeats held back). A failing listener changes nothing."""
+identical repeats held back). A failing listener changes nothing, and neither does a failing step:
+the loop goes on, pausing entries while steps keep failing."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 
 from quorum.backtest.request import parse_time
 from quorum.bootstrap import bootstrap
@@ -105,13 +105,32 @@ async def test_replay_emits_every_event_kind(pool: asyncpg.Pool, shared_data: Pa
     assert SECRET not in err["error"] and err["error"] == "RuntimeError: provider rejected key ***"
     assert len(by_kind["trade_closed"]) == engine.stats.closes and len(by_kind["trade_opened"]) == engine.stats.entries
 
-    # an exception escaping a step ends the loop (crash-only) — after telling the listeners
-    engine.market = BrokenMarket(engine.market)
-    with pytest.raises(ConnectionError):
-        await engine.run(until_ms=until + DAY)
-    kind, payload = events[-1]
-    assert kind == "error" and payload["fatal"] is True and payload["where"] == "step_failed"
-    assert SECRET not in payload["error"]
+    # an exception escaping a step no longer ends the loop: each failed step is logged, counted and
+    # told to the listeners; MAX_CONSECUTIVE_STEP_FAILURES in a row pause new entries (critical alert)
+    await rt.kill()  # flat (the adopted position too), so every step that works needs the market
+    await rt.resume()
+    healthy = engine.market
+    engine.market = BrokenMarket(healthy)
+    before = len(events)
+    stats = await engine.run(until_ms=until + 3 * 3_600_000)  # 12 decision steps, every one failing
+    assert stats is engine.stats and engine.guard.failed_steps >= 12
+    assert "step_failures" in rt.breakers and engine.entry_block() is not None
+    critical = await pool.fetch("SELECT kind, resolved_at FROM alerts WHERE mode='backtest' AND severity='critical' "
+                                "AND kind='step_failures'")
+    assert [(r["kind"], r["resolved_at"]) for r in critical] == [("step_failures", None)]
+    failures = [p for k, p in events[before:] if k == "error"]
+    assert failures and all(SECRET not in p["error"] for p in failures)
+    assert any(p["where"] in ("step_failed", "cycle_failed") for p in failures)
+    # the market answers again: after as many good steps, entries resume by themselves (recorded);
+    # the critical alert stays until someone resolves it
+    engine.market = healthy
+    await engine.run(until_ms=until + 6 * 3_600_000)
+    assert engine.entry_block() is None and "step_failures" not in rt.breakers
+    resumed = await pool.fetch("SELECT severity FROM alerts WHERE mode='backtest' AND kind='entries_resumed'")
+    assert [r["severity"] for r in resumed] == ["info"]
+    still = await pool.fetchval("SELECT count(*) FROM alerts WHERE mode='backtest' AND kind='step_failures' "
+                                "AND resolved_at IS NULL")
+    assert still == 1
     await app.close()
 
 
@@ -124,5 +143,8 @@ class BrokenMarket:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def closed_bars(self, *args: Any, **kwargs: Any) -> Any:
+    async def bars_after(self, *args: Any, **kwargs: Any) -> Any:
+        raise ConnectionError(f"market data store unreachable (token {SECRET})")
+
+    async def snapshots(self, *args: Any, **kwargs: Any) -> Any:
         raise ConnectionError(f"market data store unreachable (token {SECRET})")

@@ -1,0 +1,5 @@
+"""`python -m quorum ...` is the `quorum` command."""
+
+from quorum.cli import main
+
+main()

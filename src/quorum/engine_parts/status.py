@@ -1,0 +1,57 @@
+"""What the engine tells the service surface about itself (RuntimeState → /status, /metrics)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quorum import metrics
+from quorum.engine_parts.guard import STEP_FAILURES
+
+
+async def publish_status(engine: Any, t: int) -> None:
+    """Equity, open positions with their protection, breakers (the risk manager's and the
+    engine's own entry block), loop counters and the paper venue's funding sources."""
+    rt = engine.runtime
+    balance = await engine.exchange.balance()
+    venue = await engine.exchange.fetch_positions()
+    rt.equity = balance.equity
+    rt.wallet_balance = balance.wallet_balance
+    book = getattr(engine.risk, "book", None)
+    start = getattr(book, "day_start_equity", None)
+    rt.day_pnl = balance.equity - start if start else 0.0
+    peak = getattr(book, "equity_peak", None)
+    metrics.EQUITY.set(balance.equity)
+    metrics.UNREALIZED_PNL.set(balance.unrealized_pnl)
+    metrics.OPEN_POSITIONS.set(len(venue))
+    if peak:
+        metrics.DRAWDOWN.set(max(0.0, (peak - balance.equity) / peak * 100.0))
+    states = {p.symbol: p for p in await engine.executor.positions.open_positions()}
+    rt.positions = [
+        {"symbol": p.symbol, "side": p.side.value, "entry_price": p.entry_price, "mark_price": p.mark_price,
+         "quantity": p.quantity, "leverage": p.leverage, "pnl": p.unrealized_pnl,
+         "liquidation_price": p.liquidation_price,
+         "stop_price": states[p.symbol].stop_price if p.symbol in states else None,
+         "take_profit": states[p.symbol].take_profit if p.symbol in states else None,
+         "trailing_active": states[p.symbol].trailing_active if p.symbol in states else None,
+         "peak_price": states[p.symbol].peak_price if p.symbol in states else None,
+         "opened_ms": states[p.symbol].opened_ms if p.symbol in states else None}
+        for p in venue]
+    breakers = dict(engine.risk.breakers_status(t))
+    if engine.guard.entry_block is not None:
+        breakers[STEP_FAILURES] = engine.guard.entry_block
+    rt.breakers = breakers
+    publish_counters(engine)
+
+
+def publish_counters(engine: Any) -> None:
+    """Loop counters and funding sources (cheap: no I/O)."""
+    s, g = engine.stats, engine.guard
+    engine.runtime.engine = {
+        "steps": s.steps, "failed_steps": g.failed_steps, "consecutive_failures": g.consecutive_failures,
+        "cycles": s.cycles, "cycles_skipped": s.cycles_skipped, "catch_up_bars": s.catch_up_bars,
+        "database_outages": g.database_outages, "entries_blocked": g.entry_block,
+        "monitor_timeframe": engine.monitor_timeframe,
+    }
+    stats = getattr(engine.exchange, "funding_stats", None)
+    if stats is not None:
+        engine.runtime.funding = {**stats, "fallback_rate": getattr(engine.exchange, "funding_rate", None)}
