@@ -255,9 +255,11 @@ class Engine(PositionKeeper, DecisionCycle):
             held = await self._held()
             for sym, until in held.items():
                 await self._advance(sym, until, t)
-            if decision:  # B for every symbol: the venue's price at t, which entries fill from
+            if decision:  # B for the flat symbols: the venue's price at t, which entries fill from (a held
+                # symbol's price is its last processed bar's: never ahead of what the venue has seen)
                 for sym in self.symbols:
-                    await self._guarded("price_failed", sym, self.feed.price_now(sym, t))
+                    if sym not in held:
+                        await self._guarded("price_failed", sym, self.feed.price_now(sym, t))
         if decision and not self.runtime.kill_requested:  # D
             await self._decide_at(t)
         if self._next_reconcile_ms is None:

@@ -13,6 +13,7 @@ from quorum.bootstrap import App, bootstrap
 from quorum.config import Settings
 from quorum.market.data_files import load_candles, load_funding
 from quorum.market.live import LiveMarketData, make_exchange
+from quorum.market.ratelimit import WeightBudget
 from tests.fakes.binance_live import LiveBinanceMarket
 
 
@@ -54,8 +55,10 @@ def settings_for(symbols: Sequence[str], **kw: Any) -> Settings:
 
 async def paper_app(settings: Settings, pool: Any, fake: LiveBinanceMarket, *, account: str = "paper") -> App:
     """The service's wiring (`bootstrap` in paper mode on live data), its market data pointed at
-    the fake (REST only) and its clock the fake's."""
+    the fake (REST only) and its clock the fake's. Simulated hours pass in wall seconds here, so
+    the per-minute request-weight budget is lifted (tests/integration/market covers it)."""
     clock = fake.clock
     market = LiveMarketData(settings, exchange=make_exchange(fake.rest_root, fake.ws_root, enableRateLimit=False),
-                            clock=clock, use_websocket=False, monitor_timeframe="1m")
+                            clock=clock, use_websocket=False, monitor_timeframe="1m",
+                            budget=WeightBudget(0.9, limit_per_minute=10**9))
     return await bootstrap(settings, pool=pool, mode="paper", clock=clock, market=market, account=account)
