@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -119,6 +120,8 @@ class Engine(PositionKeeper, DecisionCycle):
         self._cycle_task: asyncio.Task[None] | None = None
         self._next_reconcile_ms: int | None = None
         self._market_started = False
+        self.step_seconds: deque[float] = deque(maxlen=500)  # wall seconds of the recent steps
+        self.lag_ms = 0
         self._dirty = True
         runtime.symbols = list(self.symbols)
         runtime.scan_interval_s = self.decision_tf_ms / 1000.0 / float(getattr(clock, "speed", None) or 1.0)
@@ -270,7 +273,10 @@ class Engine(PositionKeeper, DecisionCycle):
         if decision or self._dirty or self.runtime.positions:
             await self._publish(t)  # status for /status and /metrics
             self._dirty = False
-        metrics.LOOP_DURATION.labels("step").observe(time.perf_counter() - t0)
+        took = time.perf_counter() - t0
+        metrics.LOOP_DURATION.labels("step").observe(took)
+        self.step_seconds.append(took)
+        self.lag_ms = self.clock.now_ms() - t  # how far behind the market the loop runs (clock time)
         return bool(held) or decision
 
     async def _guarded(self, what: str, symbol: str | None, work: Any) -> bool:

@@ -124,6 +124,11 @@ async def build_status(runtime: RuntimeState, pool: asyncpg.Pool | None, *,
         "last_scan_ms": runtime.last_scan_ms,
         "last_decisions": [jsonable(d) for d in list(runtime.last_decisions)[-10:]],
         "live_override": jsonable(runtime.live_override),
+        "exchange": {"ok": runtime.exchange_ok, "error": runtime.exchange_error},
+        # loop counters (steps, failed steps, skipped cycles, catch-up bars, outages, entry block, lag)
+        "engine": jsonable(runtime.engine),
+        # paper funding by rate source: the rate Binance published, or the PAPER_FUNDING_RATE fallback
+        "funding": jsonable(runtime.funding),
         "database": "ok",
     }
     if pool is None:

@@ -50,8 +50,12 @@ def publish_counters(engine: Any) -> None:
         "steps": s.steps, "failed_steps": g.failed_steps, "consecutive_failures": g.consecutive_failures,
         "cycles": s.cycles, "cycles_skipped": s.cycles_skipped, "catch_up_bars": s.catch_up_bars,
         "database_outages": g.database_outages, "entries_blocked": g.entry_block,
-        "monitor_timeframe": engine.monitor_timeframe,
+        "monitor_timeframe": engine.monitor_timeframe, "lag_s": round(engine.lag_ms / 1000, 1),
     }
+    recent = sorted(engine.step_seconds)
+    if recent:
+        engine.runtime.engine["step_ms_p50"] = round(recent[len(recent) // 2] * 1000, 1)
+        engine.runtime.engine["step_ms_max"] = round(recent[-1] * 1000, 1)
     stats = getattr(engine.exchange, "funding_stats", None)
     if stats is not None:
         engine.runtime.funding = {**stats, "fallback_rate": getattr(engine.exchange, "funding_rate", None)}

@@ -51,6 +51,8 @@ class Ledger:
             order["average_price"])
         fees = sum(float(f["fee"]) for f in fills)
         side = Side.LONG if order["side"] == "buy" else Side.SHORT
+        if fills:  # opened when the venue filled it: its funding, stops and hold times count from there
+            opened_ms = min(opened_ms, min(int(f["at"].timestamp() * 1000) for f in fills))
         lev = float(info.get("leverage") or 1)
         stop = float(info.get("stop_price") or 0)
         state = PositionState(

@@ -61,4 +61,9 @@ async def paper_app(settings: Settings, pool: Any, fake: LiveBinanceMarket, *, a
     market = LiveMarketData(settings, exchange=make_exchange(fake.rest_root, fake.ws_root, enableRateLimit=False),
                             clock=clock, use_websocket=False, monitor_timeframe="1m",
                             budget=WeightBudget(0.9, limit_per_minute=10**9))
-    return await bootstrap(settings, pool=pool, mode="paper", clock=clock, market=market, account=account)
+    app = await bootstrap(settings, pool=pool, mode="paper", clock=clock, market=market, account=account)
+    # the step clock jumps as soon as the engine waits: a cycle in the background would act at an
+    # arbitrary later bar; inline it is deterministic (the real process runs it in the background —
+    # tests/integration/service/test_smoke_run.py and the soak)
+    app.engine.concurrent_cycles = False
+    return app
