@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import copy
 import hashlib
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -45,7 +46,7 @@ from tests.unit.ai.factory import vote_json  # noqa: E402
 
 from quorum.backtest.request import parse_time  # noqa: E402
 from quorum.bootstrap import bootstrap  # noqa: E402
-from quorum.clock import SimulatedClock  # noqa: E402
+from quorum.clock import ScaledClock, SimulatedClock  # noqa: E402
 from quorum.config import Settings, load_settings  # noqa: E402
 from quorum.market.feeds import ReplayMarketData  # noqa: E402
 from quorum.store.db import create_pool  # noqa: E402
@@ -167,6 +168,50 @@ async def measure(pool: asyncpg.Pool, real: ReplayMarketData, servers: Servers, 
             "decisions_stored": int(stored), "entries": entries, "symbols": names}
 
 
+async def measure_cadence(pool: asyncpg.Pool, real: ReplayMarketData, *, symbols: int, max_concurrent: int,
+                          step_wall_s: float, cycles: int) -> dict[str, Any]:
+    """The live arrangement: decision cycles in the background while the loop keeps stepping.
+    A wall-anchored clock makes one 5m step last `step_wall_s` wall seconds; every step's start
+    is recorded with whether a cycle was in flight, and with how many positions it managed."""
+    start = parse_time(START, "s")
+    assert start is not None
+    speed = 300.0 / step_wall_s
+    clock = ScaledClock(start - 1, time.time(), speed)
+    real.clock = clock
+    market, names = clone_market(real, symbols, clock)
+    settings = load_settings(models=",".join(f"{p}:{m}" for p, m in PROVIDERS), symbols=names, min_voters=2,
+                             max_concurrent_decisions=max_concurrent, daily_ai_budget_usd=BUDGET_USD,
+                             consensus_deadline_seconds=120)
+    app = await bootstrap(settings, pool=pool, mode="paper", data_dir=DATA, symbols=names, clock=clock,
+                          market=market, start_ms=start, account="bench-cadence")
+    engine = app.engine
+    engine.concurrent_cycles = True  # as on live data: the cycle runs beside the loop
+    await engine.start()
+    inner = engine.step
+    starts: list[tuple[float, bool, int]] = []
+
+    async def timed(t: int) -> bool:
+        in_flight = engine._cycle_task is not None and not engine._cycle_task.done()
+        held = len(await app.executor.positions.open_positions())
+        starts.append((time.perf_counter(), in_flight, held))
+        return await inner(t)
+
+    engine.step = timed  # type: ignore[method-assign]
+    await engine.run(until_ms=start + cycles * DECISION_MS + 2 * 300_000)
+    await engine._finish_cycle()
+    await app.close()
+    await app.consensus.close()
+    gaps = [(b[0] - a[0], b[1] or a[1], b[2]) for a, b in itertools.pairwise(starts)]
+    during = [g for g, cyc, _ in gaps if cyc]
+    return {"nominal_step_wall_s": step_wall_s, "steps": len(starts),
+            "steps_during_a_cycle": len(during),
+            "step_gap_s_max_during_cycle": round(max(during), 3) if during else None,
+            "step_gap_s_median_during_cycle": round(statistics.median(during), 3) if during else None,
+            "step_gap_s_max_otherwise": round(max((g for g, cyc, _ in gaps if not cyc), default=0.0), 3),
+            "positions_managed_per_step_max": max((h for _, _, h in gaps), default=0),
+            "cycles_run": engine.stats.cycles, "cycles_skipped": engine.stats.cycles_skipped}
+
+
 async def main() -> dict[str, Any]:
     ap = argparse.ArgumentParser()
     ap.add_argument("--symbols", type=int, default=100)
@@ -176,6 +221,9 @@ async def main() -> dict[str, Any]:
                     default=Settings.model_fields["max_concurrent_decisions"].default, help="default: the setting's")
     ap.add_argument("--sequential-symbols", type=int, default=4,
                     help="symbols for the MAX_CONCURRENT_DECISIONS=1 figure (0: skip it)")
+    ap.add_argument("--cadence-cycles", type=int, default=3,
+                    help="decision periods of the live arrangement (cycles in the background; 0: skip it)")
+    ap.add_argument("--step-wall", type=float, default=1.0, help="wall seconds per 5m step in the cadence run")
     args = ap.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # errors only: stdout is JSON
     servers = Servers(args.latency)
@@ -198,6 +246,11 @@ async def main() -> dict[str, Any]:
             load_s = time.perf_counter() - t0
             conc = await measure(pool, real, servers, symbols=args.symbols, runs=args.runs,
                                  max_concurrent=args.max_concurrent_decisions, account="bench-concurrent")
+            cadence = None
+            if args.cadence_cycles:
+                cadence = await measure_cadence(pool, real, symbols=args.symbols,
+                                                max_concurrent=args.max_concurrent_decisions,
+                                                step_wall_s=args.step_wall, cycles=args.cadence_cycles)
             seq = None
             if args.sequential_symbols:
                 seq = await measure(pool, real, servers, symbols=args.sequential_symbols, runs=1, max_concurrent=1,
@@ -236,6 +289,8 @@ async def main() -> dict[str, Any]:
         "entries": conc["entries"],
         "data_load_s": round(load_s, 2),
     }
+    if cadence is not None:
+        out["position_checks_during_cycles"] = cadence
     if seq is not None:
         per_symbol = seq["walls"][0] / args.sequential_symbols
         out["sequential"] = {
@@ -255,4 +310,8 @@ if __name__ == "__main__":
     before = f"; one symbol at a time ≈ {seq['extrapolated_cycle_wall_s']} s" if seq else ""
     print(f"decision cycle: {result['symbols']} symbols × 3 voters at {result['voter_latency_s']:g} s → "
           f"{result['cycle_wall_s_median']} s median wall (target ≤ 10 s){before}; peak in flight per provider "
-          f"{sorted(result['peak_concurrent_requests_per_server'].values())}")
+          f"{sorted(result['peak_concurrent_requests_per_server'].values())}" + (
+              "; steps while a cycle ran every {step_gap_s_median_during_cycle} s median, "
+              "{step_gap_s_max_during_cycle} s max (nominal {nominal_step_wall_s} s)"
+              .format(**result["position_checks_during_cycles"])
+              if "position_checks_during_cycles" in result else ""))

@@ -25,25 +25,22 @@ and `held()` tells the engine where to resume feeding each open position after a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
 
 import asyncpg
 
 from quorum import metrics
 from quorum.domain.fills import FillModel, funding_times
-from quorum.domain.models import Bracket, Candle, OrderState, Side, SymbolFilters
+from quorum.domain.models import Bracket, Candle, Side, SymbolFilters
 from quorum.execution.exchange import (
-    Balance,
-    FundingEntry,
     InsufficientMargin,
     OrderRejected,
     OrderRequest,
     UnknownSymbol,
     VenueFill,
     VenueOrder,
-    VenuePosition,
     WouldTrigger,
 )
+from quorum.execution.paper_books import CallableFunding, FundingSource, PaperBooks, order_from_row
 from quorum.execution.venue_rules import (  # re-exported: the backtester's venue uses the same rules
     DEFAULT_BRACKETS,
     EPS,
@@ -56,40 +53,7 @@ __all__ = ["DEFAULT_BRACKETS", "FundingSource", "PaperExchange", "bracket_for", 
            "isolated_liquidation_price"]
 
 
-class FundingSource(Protocol):
-    """Funding rates by (symbol, funding time): `prefetch` may do I/O (outside any transaction),
-    `rate` only reads what was fetched (None = no rate known)."""
-
-    async def prefetch(self, symbol: str, start_ms: int, end_ms: int) -> None: ...
-
-    def rate(self, symbol: str, time_ms: int) -> float | None: ...
-
-
-class _CallableFunding:
-    """A plain `(symbol, time_ms) -> rate` function (recorded data) as a `FundingSource`."""
-
-    def __init__(self, fn: Callable[[str, int], float | None]) -> None:
-        self.fn = fn
-
-    async def prefetch(self, symbol: str, start_ms: int, end_ms: int) -> None:
-        return None
-
-    def rate(self, symbol: str, time_ms: int) -> float | None:
-        return self.fn(symbol, time_ms)
-
-
-def _order(row: Mapping[str, Any]) -> VenueOrder:
-    return VenueOrder(
-        client_order_id=row["client_order_id"], exchange_order_id=str(row["exchange_order_id"]),
-        symbol=row["symbol"], order_side=row["side"], type=row["type"], quantity=float(row["quantity"]),
-        state=OrderState(row["state"]), filled_quantity=float(row["filled_quantity"]),
-        average_price=None if row["average_price"] is None else float(row["average_price"]),
-        stop_price=None if row["stop_price"] is None else float(row["stop_price"]),
-        reduce_only=row["reduce_only"], time_ms=int(row["time_ms"]),
-    )
-
-
-class PaperExchange:
+class PaperExchange(PaperBooks):
     """A paper venue for one `account` (e.g. "paper"); see the module docstring."""
 
     name = "paper"
@@ -119,7 +83,7 @@ class PaperExchange:
         self.funding_rate = funding_rate
         self.funding_source: FundingSource | None = (
             funding_source if funding_source is None or hasattr(funding_source, "prefetch")
-            else _CallableFunding(funding_source))  # type: ignore[arg-type]
+            else CallableFunding(funding_source))  # type: ignore[arg-type]
         self.funding_stats = {"published": 0, "fallback": 0}
         self._funded_hint: dict[str, int] = {}
         self.funding_interval_ms = funding_interval_ms
@@ -324,7 +288,7 @@ class PaperExchange:
                 await self._fill(conn, request.client_order_id, request.symbol, qty, fill_price, fee, t)
             row = await conn.fetchrow("SELECT * FROM paper_orders WHERE account=$1 AND client_order_id=$2",
                                       self.account, request.client_order_id)
-            return _order(row)
+            return order_from_row(row)
 
     async def _fill(self, conn: asyncpg.Connection, cid: str, symbol: str, qty: float, price: float, fee: float,
                     t: int, reason: str | None = None) -> VenueFill:
@@ -399,12 +363,6 @@ class PaperExchange:
         return VenueFill(str(trade_id), cid, str(order["exchange_order_id"]), symbol, order["side"], qty, price, fee,
                          t, "taker", realized)
 
-    async def fetch_order(self, symbol: str, client_order_id: str, *, conditional: bool = False) -> VenueOrder | None:
-        await self._ensure()
-        row = await self._pool.fetchrow("SELECT * FROM paper_orders WHERE account=$1 AND client_order_id=$2",
-                                        self.account, client_order_id)
-        return _order(row) if row else None
-
     async def cancel_order(self, symbol: str, client_order_id: str, *, conditional: bool = False) -> VenueOrder | None:
         await self._ensure()
         row = await self._pool.fetchrow(
@@ -414,59 +372,9 @@ class PaperExchange:
             self.account, client_order_id)
         if row is None:
             return await self.fetch_order(symbol, client_order_id)
-        return _order(row)
-
-    async def fetch_open_orders(self, symbol: str | None = None) -> list[VenueOrder]:
-        await self._ensure()
-        rows = await self._pool.fetch(
-            """SELECT * FROM paper_orders WHERE account=$1 AND state IN ('accepted','partially_filled')
-                 AND ($2::text IS NULL OR symbol=$2) ORDER BY exchange_order_id""", self.account, symbol)
-        return [_order(r) for r in rows]
-
-    async def fetch_positions(self) -> list[VenuePosition]:
-        await self._ensure()
-        rows = await self._pool.fetch(
-            """SELECT p.*, s.last_price FROM paper_positions p LEFT JOIN paper_symbols s
-                 ON s.account=p.account AND s.symbol=p.symbol WHERE p.account=$1 ORDER BY p.symbol""", self.account)
-        out = []
-        for r in rows:
-            side, qty, entry = Side(r["side"]), float(r["quantity"]), float(r["entry_price"])
-            mark = float(r["last_price"]) if r["last_price"] is not None else entry
-            out.append(VenuePosition(r["symbol"], side, qty, entry, mark,
-                                     None if r["liquidation_price"] is None else float(r["liquidation_price"]),
-                                     float(r["leverage"]), r["margin_mode"], (mark - entry) * qty * side.sign,
-                                     float(r["isolated_margin"])))
-        return out
-
-    async def fetch_fills(self, symbol: str, since_ms: int | None = None) -> list[VenueFill]:
-        await self._ensure()
-        rows = await self._pool.fetch(
-            """SELECT t.*, o.exchange_order_id FROM paper_trades t JOIN paper_orders o
-                 ON o.account=t.account AND o.client_order_id=t.client_order_id
-               WHERE t.account=$1 AND t.symbol=$2 AND ($3::bigint IS NULL OR t.time_ms >= $3) ORDER BY t.trade_id""",
-            self.account, symbol, since_ms)
-        return [VenueFill(str(r["trade_id"]), r["client_order_id"], str(r["exchange_order_id"]), r["symbol"],
-                          r["side"], float(r["quantity"]), float(r["price"]), float(r["fee"]), int(r["time_ms"]),
-                          r["liquidity"], float(r["realized_pnl"])) for r in rows]
-
-    async def funding_history(self, symbol: str | None = None, since_ms: int | None = None) -> list[FundingEntry]:
-        await self._ensure()
-        rows = await self._pool.fetch(
-            """SELECT * FROM paper_funding WHERE account=$1 AND ($2::text IS NULL OR symbol=$2)
-                 AND ($3::bigint IS NULL OR time_ms >= $3) ORDER BY time_ms, symbol""", self.account, symbol, since_ms)
-        return [FundingEntry(r["symbol"], int(r["time_ms"]), float(r["amount"]), float(r["rate"]),
-                             float(r["mark_price"]), float(r["quantity"])) for r in rows]
+        return order_from_row(row)
 
     # --- account -------------------------------------------------------------------------
-    async def balance(self) -> Balance:
-        await self._ensure()
-        wallet = float(await self._pool.fetchval("SELECT wallet_balance FROM paper_accounts WHERE account=$1",
-                                                 self.account))
-        positions = await self.fetch_positions()
-        used = sum(p.isolated_margin or 0.0 for p in positions)
-        upnl = sum(p.unrealized_pnl for p in positions)
-        return Balance(wallet, wallet - used + min(upnl, 0.0), upnl)
-
     async def symbol_filters(self, symbol: str) -> SymbolFilters:
         if symbol in self._filters:
             return self._filters[symbol]

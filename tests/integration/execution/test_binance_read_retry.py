@@ -4,7 +4,6 @@ The real ccxt client talks to the fake over the wire."""
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import AsyncIterator
 
@@ -15,6 +14,7 @@ from quorum.execution.binance import BinanceExchange
 from quorum.execution.exchange import ExchangeUnavailable, OrderRequest, OutcomeUnknown
 from quorum.market.binance_rest import Backoff
 from tests.fakes.binance_trading import FakeBinanceTrading, Fault
+from tests.fakes.clocks import RecordingSleep
 
 KEY, SECRET = "bnkey-PLAIN-4c1e9a", "bnsecret-PLAIN-0d7f2b"
 BALANCE = "/fapi/v2/balance"
@@ -23,20 +23,6 @@ DISCONNECTED = "Internal error; unable to process your request. Please try again
 BACKEND_TIMEOUT = "Timeout waiting for response from backend server. Send status unknown; execution status unknown."
 
 
-class RecordingSleep:
-    """The venue's clock: waits are recorded and advance virtual time at once."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-        self.t = 5_000.0
-
-    def now(self) -> float:
-        return self.t
-
-    async def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
-        self.t += seconds
-        await asyncio.sleep(0)
 
 
 @pytest.fixture
@@ -100,7 +86,7 @@ async def test_demo_mode_keeps_its_hosts_unless_a_url_is_set(fake) -> None:
      Fault("code", BALANCE, "GET", code=-1007, msg=BACKEND_TIMEOUT, code_status=503)],
 ], ids=["500", "500/-1001", "503/-1007", "502-then-1007"])
 async def test_read_fails_twice_then_succeeds(fake, faults) -> None:
-    sleep = RecordingSleep()
+    sleep = RecordingSleep(5_000.0)
     venue = _venue(fake, sleep)
     try:
         fake.inject(*faults)
@@ -113,7 +99,7 @@ async def test_read_fails_twice_then_succeeds(fake, faults) -> None:
 
 
 async def test_a_read_timing_out_is_asked_again(fake) -> None:
-    sleep = RecordingSleep()
+    sleep = RecordingSleep(5_000.0)
     venue = _venue(fake, sleep, timeout_ms=300)
     fake.positions["BTCUSDT"] = {"amt": 0.01, "entry": 50_000.0, "margin": 25.0}
     try:
@@ -126,7 +112,7 @@ async def test_a_read_timing_out_is_asked_again(fake) -> None:
 
 
 async def test_persistent_5xx_gives_a_typed_error_naming_host_and_call(fake) -> None:
-    sleep = RecordingSleep()
+    sleep = RecordingSleep(5_000.0)
     venue = _venue(fake, sleep, read_retry=Backoff(attempts=7, rng=random.Random(5)))
     try:
         await venue.balance()  # markets and time are loaded; only the failing call counts below
@@ -146,7 +132,7 @@ async def test_persistent_5xx_gives_a_typed_error_naming_host_and_call(fake) -> 
 
 
 async def test_429_then_418_wait_at_least_their_retry_after(fake) -> None:
-    sleep = RecordingSleep()
+    sleep = RecordingSleep(5_000.0)
     venue = _venue(fake, sleep)
     try:
         fake.inject(Fault("status", BALANCE, "GET", status=429, msg="Too many requests", headers={"Retry-After": "3"}),
@@ -159,7 +145,7 @@ async def test_429_then_418_wait_at_least_their_retry_after(fake) -> None:
 
 
 async def test_not_found_is_final_not_retried(fake) -> None:
-    sleep = RecordingSleep()
+    sleep = RecordingSleep(5_000.0)
     venue = _venue(fake, sleep)
     try:
         assert await venue.fetch_order("BTCUSDT", "never-sent-1") is None
@@ -170,7 +156,7 @@ async def test_not_found_is_final_not_retried(fake) -> None:
 
 # --- orders: never resent ------------------------------------------------------------------------
 async def test_an_order_create_that_times_out_is_not_resent(fake) -> None:
-    sleep = RecordingSleep()
+    sleep = RecordingSleep(5_000.0)
     venue = _venue(fake, sleep, timeout_ms=300)
     cid = "qtest-timeout-create-1"
     try:
@@ -188,7 +174,7 @@ async def test_an_order_create_that_times_out_is_not_resent(fake) -> None:
 
 
 async def test_a_cancel_that_fails_transiently_is_not_resent(fake) -> None:
-    sleep = RecordingSleep()
+    sleep = RecordingSleep(5_000.0)
     venue = _venue(fake, sleep)
     try:
         await venue.symbol_filters("BTCUSDT")

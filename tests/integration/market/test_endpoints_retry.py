@@ -22,6 +22,7 @@ from quorum.market.download import download
 from quorum.market.live import LiveMarketData, make_exchange
 from quorum.market.ratelimit import WeightBudget
 from tests.fakes.binance_market import FakeBinanceMarket, SymbolInfo
+from tests.fakes.clocks import RecordingSleep
 
 TFS = ("5m", "15m", "1h", "4h")
 START = 1_757_462_400_000  # 2025-09-10 00:00 UTC, inside the shared 5m file
@@ -38,20 +39,6 @@ class FakeClock:
         return self.fake.now_ms
 
 
-class RecordingSleep:
-    """The budget's clock: sleeps are recorded and advance virtual time at once."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-        self.t = 1_000_000.0
-
-    def now(self) -> float:
-        return self.t
-
-    async def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
-        self.t += seconds
-        await asyncio.sleep(0)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from quorum.market.data_files import CandleSeries, load_candles, resample
 from quorum.market.live import LiveMarketData, make_exchange
 from quorum.market.ratelimit import WeightBudget
 from tests.fakes.binance_market import FakeBinanceMarket, SymbolInfo
+from tests.fakes.clocks import RecordingSleep
 
 SYMS = ("BTCUSDT", "ETHUSDT")
 TFS = ("5m", "15m", "1h", "4h")
@@ -28,21 +29,6 @@ class FakeClock:
         return self.fake.now_ms
 
 
-class RecordingSleep:
-    """The budget's time source: sleeps are recorded and advance a virtual clock instantly, so
-    backoff can be asserted without waiting."""
-
-    def __init__(self) -> None:
-        self.calls: list[float] = []
-        self.t = 1_000_000.0
-
-    def now(self) -> float:
-        return self.t
-
-    async def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
-        self.t += seconds
-        await asyncio.sleep(0)
 
 
 @pytest.fixture(scope="module")
