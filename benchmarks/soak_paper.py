@@ -89,6 +89,17 @@ def summary(r: dict[str, Any]) -> str:
             f"published; RSS {r['rss_mb_start']}→{r['rss_mb_end']} MB; goals {met}/{len(r['goals'])}")
 
 
+def failure_excerpt(log: Path, lines: int = 25) -> str:
+    """The service log's last lines before each start and at its end: why a process ended."""
+    text = log.read_text(errors="replace").splitlines() if log.exists() else []
+    marks = [i for i, line in enumerate(text) if line.startswith("===== soak: starting")] + [len(text)]
+    out = []
+    for i in marks[1:]:
+        out.append(f"--- service log before line {i} ---")
+        out.extend(line[:300] for line in text[max(0, i - lines):i])
+    return "\n".join(out)
+
+
 async def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
     from quorum.backtest.request import parse_time
@@ -114,6 +125,8 @@ async def main(argv: list[str] | None = None) -> int:
         report["database_url"] = soak.database_url
     print(json.dumps(report, indent=2, default=str))
     print(summary(report))
+    if args.check and not all(report["goals"].values()):
+        print(failure_excerpt(work / "service.log"))
     return 0 if (all(report["goals"].values()) or not args.check) else 1
 
 

@@ -171,6 +171,8 @@ class ServiceRunner:
         self.proc: asyncio.subprocess.Process | None = None
         self.expected_exit = False
         self.unexpected_exits = 0
+        self.exits: list[dict[str, Any]] = []  # exits that were not our kills (pid, code, when)
+        self.killed_pids: set[int] = set()
         self.kills: list[dict[str, Any]] = []
         self.restart_windows: list[list[float | None]] = []  # wall [killed, answering again]
         self.polls = 0
@@ -201,17 +203,24 @@ class ServiceRunner:
         """Restart the service when it exits (a SIGKILL of ours, or on its own: counted)."""
         while True:
             assert self.proc is not None
-            await self.proc.wait()
+            code = await self.proc.wait()
             if self.expected_exit:
                 return
-            if not self.restart_windows or self.restart_windows[-1][1] is not None:
-                self.unexpected_exits += 1  # not one of our kills
-                self.restart_windows.append([time.time(), None])
+            if self.proc.pid not in self.killed_pids:  # it ended on its own
+                self.unexpected_exits += 1
+                self.exits.append({"pid": self.proc.pid, "code": code, "sim_ms": self.soak.clock.now_ms()})
+                if not self._down():
+                    self.restart_windows.append([time.time(), None])
             await self._launch()
+
+    def _down(self) -> bool:
+        return bool(self.restart_windows) and self.restart_windows[-1][1] is None
 
     async def sigkill(self, reason: str) -> None:
         assert self.proc is not None
-        self.restart_windows.append([time.time(), None])
+        if not self._down():  # a kill during a restart extends the same dark window
+            self.restart_windows.append([time.time(), None])
+        self.killed_pids.add(self.proc.pid)
         self.kills.append({"reason": reason, "sim_ms": self.soak.clock.now_ms(), "pid": self.proc.pid})
         with contextlib.suppress(ProcessLookupError):
             self.proc.send_signal(signal.SIGKILL)
@@ -235,12 +244,11 @@ class ServiceRunner:
                     # a restart is over when the NEW process answers (the killed one's API child can
                     # answer for a moment before it notices its parent is gone)
                     started = now - float(body.get("uptime_s") or 0.0)
-                    if self.restart_windows and self.restart_windows[-1][1] is None \
-                            and started >= self.launched_wall - 0.5:
+                    fresh = self.proc is not None and self.proc.pid not in self.killed_pids
+                    if self._down() and fresh and started >= self.launched_wall - 0.5:
                         self.restart_windows[-1][1] = now
                 except httpx.HTTPError as exc:
-                    in_restart = bool(self.restart_windows) and self.restart_windows[-1][1] is None
-                    if answered_once and not in_restart:
+                    if answered_once and not self._down():
                         self.dark_s += now - last
                         if len(self.dark_polls) < 20:
                             self.dark_polls.append({"sim_ms": self.soak.clock.now_ms(), "error": type(exc).__name__})
@@ -342,7 +350,7 @@ class ServiceRunner:
             "decision_cycles_expected": record["decision_cycles_expected"],
             "decision_cycles_done": record["decision_cycles_done"],
             "faults_injected": {**self.faults_done, "sigkill": len(self.kills)},
-            "unexpected_exits": self.unexpected_exits,
+            "unexpected_exits": self.unexpected_exits, "unexpected_exit_details": self.exits,
             "health_dark_seconds": round(self.dark_s, 2), "health_polls": self.polls,
             "health_answers": dict(sorted(self.health_codes.items())), "health_dark_polls": self.dark_polls,
             "unprotected_position_seconds": record["unprotected_position_seconds"],
