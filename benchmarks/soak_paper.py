@@ -75,6 +75,7 @@ def goals(r: dict[str, Any]) -> dict[str, bool]:
         "rss_growth_below_10pct": r["rss_growth_pct"] is not None and r["rss_growth_pct"] < 10.0,
         "clean_sigterm": r["sigterm_exit_code"] == 0,
         "every_fault_kind": all(n > 0 for n in r["faults_injected"].values()),
+        "judged_every_bar": r["caught_up_at_end"],
     }
 
 
@@ -86,7 +87,8 @@ def summary(r: dict[str, Any]) -> str:
             f"{r['health_dark_seconds']:.1f}s of {r['health_polls']} polls; missed stops {r['missed_stop_fills']}; "
             f"lost fills {r['lost_fills']}; dupes {r['duplicate_client_ids']}; identity gap "
             f"{r['equity_identity_gap_usd']}; funding {r['funding_events_at_published_rate']}/{r['funding_events']} "
-            f"published; RSS {r['rss_mb_start']}→{r['rss_mb_end']} MB; goals {met}/{len(r['goals'])}")
+            f"published; RSS {r['rss_mb_start']}→{r['rss_mb_end']} MB; lag p50/max {r['engine_lag_s_p50']}/"
+            f"{r['engine_lag_s_max']} s (drain {r['drain_wall_s']} s); goals {met}/{len(r['goals'])}")
 
 
 def failure_excerpt(log: Path, lines: int = 25) -> str:

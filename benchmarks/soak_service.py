@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import os
 import signal
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOT_S = 15.0  # wall seconds between the soak's start and the simulated start (the service boots)
 MODEL_TIMEOUT_S = 3.0
 MINUTE_MS = 60_000
+DRAIN_TIMEOUT_S = 900.0  # wall seconds a lagging service gets to finish the judged window
 
 
 def decide(symbol: str, price: float, text: str) -> str:
@@ -187,6 +189,9 @@ class ServiceRunner:
         self.stop_cross: dict[str, Any] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.loop_metrics: dict[str, Any] = {}
+        self.lags_s: list[float] = []  # the engine's lag behind the clock (simulated s), sampled from /status
+        self.drain_wall_s: float | None = None
+        self.caught_up = False
 
     # --- the process -----------------------------------------------------------------------------
     async def _launch(self) -> None:
@@ -301,8 +306,9 @@ class ServiceRunner:
     async def run(self) -> None:
         await self._launch()
         tasks = [asyncio.create_task(c) for c in (self._supervise(), self._poll_health(), self._sample_memory(),
-                                                   self._faults())]
+                                                   self._faults(), self._sample_lag())]
         await asyncio.sleep(max(0.0, self.soak.wall_at(self.soak.end_ms) - time.time()))
+        await self._drain()
         tasks[1].cancel()  # no more polls: what follows is the stop we ask for
         self.loop_metrics = await self._loop_metrics()
         self.expected_exit = True
@@ -316,6 +322,34 @@ class ServiceRunner:
         for t in [*tasks, *self._background]:
             t.cancel()
         await asyncio.gather(*tasks, *self._background, return_exceptions=True)
+
+    async def _engine_lag_s(self, client: httpx.AsyncClient) -> float | None:
+        try:
+            body = (await client.get(f"http://127.0.0.1:{self.port}/status")).json()
+            return float((body.get("engine") or {})["lag_s"])
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return None
+
+    async def _sample_lag(self) -> None:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while True:
+                await asyncio.sleep(5.0)
+                if not self._down() and (lag := await self._engine_lag_s(client)) is not None:
+                    self.lags_s.append(lag)
+
+    async def _drain(self) -> None:
+        """Let a service that runs behind the accelerated clock finish the judged window: wait (at
+        most DRAIN_TIMEOUT_S) until it has stepped past end_ms, so the record is judged on every bar
+        of the window. The lag itself is reported (`engine_lag_s_*`, `drain_wall_s`)."""
+        t0 = time.time()
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while time.time() - t0 < DRAIN_TIMEOUT_S:
+                lag = None if self._down() else await self._engine_lag_s(client)
+                if lag is not None and self.soak.clock.now_ms() - lag * 1000 >= self.soak.end_ms + MINUTE_MS:
+                    self.caught_up = True
+                    break
+                await asyncio.sleep(1.0)
+        self.drain_wall_s = round(time.time() - t0, 1)
 
     async def _loop_metrics(self) -> dict[str, Any]:
         """The last process's loop counters and funding sources, as /status shows them."""
@@ -365,6 +399,9 @@ class ServiceRunner:
             "rss_mb_start": rss_start, "rss_mb_end": rss_end,
             "rss_growth_pct": None if not rss_start else round((rss_end - rss_start) / rss_start * 100, 1),
             "sigterm_exit_code": self.sigterm_code, "last_status": self.loop_metrics,
+            "engine_lag_s_p50": statistics.median(self.lags_s) if self.lags_s else None,
+            "engine_lag_s_max": max(self.lags_s, default=None), "lag_samples": len(self.lags_s),
+            "drain_wall_s": self.drain_wall_s, "caught_up_at_end": self.caught_up,
             "kill_while_stop_crossed": None if self.stop_cross is None else {
                 **self.stop_cross, "filled_at_its_bar": self.stop_cross["client_order_id"] not in missed},
             "kills": self.kills, "down_windows_sim_ms": self.down_windows(),

@@ -229,22 +229,85 @@ async def run_service(settings: Settings, *, override_gate: bool = False, who: s
                            symbols=list(settings.symbols))
     # one surface: /health answers from the first moment (503 `database` while Postgres is awaited)
     async with service_surface(settings, runtime) as surface:
-        if settings.trading_mode is TradingMode.LIVE:
-            _, override = await authorize_live_start(surface.pool, settings, override=override_gate, who=who, why=why)
-            runtime.live_override = override
-        elif override_gate:
+        if override_gate and settings.trading_mode is not TradingMode.LIVE:
             log.info("gate.override_ignored", reason="not live mode")
-        app = await build_app(settings, surface)
-        _install_stop(app.engine.stop)
-        try:
-            await app.engine.start()
-            if not app.engine.stopping:
-                log.info("service.started", mode=runtime.mode, port=surface.port)
-                await app.engine.run()
-        finally:
-            await app.close()
+        stopped = asyncio.Event()
+        current: list[Any] = []
+
+        async def stop() -> None:
+            stopped.set()
+            if current:
+                await current[0].engine.stop()
+
+        _install_stop(stop)
+
+        async def start() -> Any:
+            if settings.trading_mode is TradingMode.LIVE:
+                _, override = await authorize_live_start(surface.pool, settings, override=override_gate, who=who,
+                                                         why=why)
+                runtime.live_override = override
+            app = await build_app(settings, surface)
+            current[:] = [app]
+            try:
+                await app.engine.start()
+            except BaseException:
+                current.clear()
+                await _close_quietly(app)
+                raise
+            return app
+
+        app = await start_through_outages(start, surface.pool, configured_database_url(settings), stopped)
+        if app is not None:
+            try:
+                if not app.engine.stopping and not stopped.is_set():
+                    log.info("service.started", mode=runtime.mode, port=surface.port)
+                    await app.engine.run()
+            finally:
+                await app.close()
         log.info("service.stopped")
     return 0
+
+
+async def _close_quietly(app: Any) -> None:
+    try:
+        await app.close()
+    except Exception as exc:  # the database may be gone: what could be closed is closed
+        log.info("service.start_cleanup", error=type(exc).__name__)
+
+
+def database_lost_in(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) is a lost connection to Postgres."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, asyncpg.PostgresConnectionError | asyncpg.exceptions.OperatorInterventionError
+                      | asyncpg.InterfaceError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+async def start_through_outages(start: Callable[[], Awaitable[Any]], pool: asyncpg.Pool, url: str,
+                                stopped: asyncio.Event) -> Any | None:
+    """Run the engine's start (`start()`); when Postgres goes away during it, wait for the database
+    and start again from the beginning (the start is crash-only: reconcile, re-protect, catch up).
+    Anything else propagates. None when a stop signal came first."""
+    while not stopped.is_set():
+        try:
+            return await start()
+        except Exception as exc:
+            probe_failed = False
+            try:
+                await asyncio.wait_for(pool.fetchval("SELECT 1"), 3.0)
+            except Exception:
+                probe_failed = True
+            if not (probe_failed or database_lost_in(exc)):
+                raise
+            log.warning("service.start_interrupted", reason="database lost during the start",
+                        error=type(exc).__name__, hint="waiting for Postgres; the start runs again")
+        if not await wait_for_database(url, stop=stopped):
+            return None
+        await asyncio.sleep(1.0)
+    return None
 
 
 async def run_demo(settings: Settings, *, data_dir: str, symbols: str, speed: float, port: int | None,
