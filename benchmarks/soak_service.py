@@ -41,6 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOT_S = 15.0  # wall seconds between the soak's start and the simulated start (the service boots)
 MODEL_TIMEOUT_S = 3.0
 MINUTE_MS = 60_000
+# a burst of REST errors or late answers lasts at most this many wall seconds (a server that is sick
+# for a while), so bursts that fall while the service is down do not pile up for its return
+BURST_S = 30.0
 DRAIN_TIMEOUT_S = 900.0  # wall seconds a lagging service gets to finish the judged window
 
 
@@ -117,9 +120,9 @@ class Soak:
         """Inject one scheduled fault (SIGKILLs are the runner's)."""
         p, ex = f.params, self.exchange
         if f.kind == "rest_5xx":
-            await ex.rest_errors(status=p["status"], count=p["count"])
+            await ex.rest_errors(status=p["status"], count=p["count"], for_s=BURST_S)
         elif f.kind == "rest_timeout":
-            await ex.rest_timeouts(count=p["count"], delay_s=12.0)  # ccxt gives up after 10 s
+            await ex.rest_timeouts(count=p["count"], delay_s=12.0, for_s=BURST_S)  # ccxt gives up after 10 s
         elif f.kind == "rate_limit":  # a 429, then a 418 ban (Binance escalates repeated 429s)
             ex.fail_next(429, retry_after=p["retry_after_s"], count=1)
             ex.fail_next(418, retry_after=p["ban_s"], count=1)

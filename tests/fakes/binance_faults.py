@@ -79,19 +79,21 @@ class FaultInjection:
 
     # --- the injection API ----------------------------------------------------------------------
     async def rest_errors(self, status: int = 500, count: int = 1, code: int | None = None, msg: str | None = None,
-                          paths: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+                          paths: tuple[str, ...] | list[str] = (), for_s: float | None = None) -> dict[str, Any]:
         if not 500 <= int(status) <= 599 or int(count) < 1:
             raise ValueError(f"rest_errors: status must be 5xx and count >= 1 (got {status}, {count})")
         page = HTML.format(status=REASONS.get(int(status), f"{status} Error")) if code is None else None
         self.fail_next(int(status), None, int(count), tuple(paths), code=code,  # type: ignore[attr-defined]
-                       msg=msg or "Internal error; unable to process your request. Please try again.", body=page)
+                       msg=msg or "Internal error; unable to process your request. Please try again.", body=page,
+                       for_s=for_s)
         return self._record("rest_errors", status=int(status), count=int(count), code=code, paths=list(paths))
 
     async def rest_timeouts(self, count: int = 1, delay_s: float = 15.0,
-                            paths: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+                            paths: tuple[str, ...] | list[str] = (), for_s: float | None = None) -> dict[str, Any]:
         if int(count) < 1 or float(delay_s) <= 0:
             raise ValueError(f"rest_timeouts: count must be >= 1 and delay_s > 0 (got {count}, {delay_s})")
-        self.fail_next(200, None, int(count), tuple(paths), delay_s=float(delay_s))  # type: ignore[attr-defined]
+        self.fail_next(200, None, int(count), tuple(paths), delay_s=float(delay_s),  # type: ignore[attr-defined]
+                       for_s=for_s)
         return self._record("rest_timeouts", count=int(count), delay_s=float(delay_s), paths=list(paths))
 
     async def rate_limit(self, retry_after_s: float = 2.0, ban_s: float | None = None) -> dict[str, Any]:

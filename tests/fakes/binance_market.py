@@ -57,6 +57,7 @@ class Failure:
     msg: str = RATE_LIMIT_MSG
     body: str | None = None  # a raw (non-JSON) body instead of Binance's {"code", "msg"}
     delay_s: float = 0.0
+    until: float | None = None  # time.monotonic() after which what is left of the burst is dropped
 
 
 @dataclass
@@ -110,11 +111,13 @@ class FakeBinanceMarket:
 
     def fail_next(self, status: int = 429, retry_after: int | None = 1, count: int = 1,
                   paths: tuple[str, ...] = (), *, code: int | None = None, msg: str | None = None,
-                  body: str | None = None, delay_s: float = 0.0) -> None:
+                  body: str | None = None, delay_s: float = 0.0, for_s: float | None = None) -> None:
         """Answer the next `count` REST calls (to `paths`, or any) with `status` after `delay_s`
-        (see the module doc); `code`/`msg` default to the rate limit's -1003."""
+        (see the module doc); `code`/`msg` default to the rate limit's -1003. With `for_s`, the
+        burst ends after that many seconds even if fewer calls came (a sick server recovers)."""
+        until = None if for_s is None else time.monotonic() + for_s
         self.failures.append(Failure(status, retry_after, count, paths, -1003 if code is None else code,
-                                     RATE_LIMIT_MSG if msg is None else msg, body, delay_s))
+                                     RATE_LIMIT_MSG if msg is None else msg, body, delay_s, until))
 
     @property
     def rest_root(self) -> str:
@@ -170,8 +173,9 @@ class FakeBinanceMarket:
         params = dict(request.query)
         weight = self._weight(endpoint, params)
         late = 0.0
+        now = time.monotonic()
         for f in self.failures:
-            if f.count > 0 and (not f.paths or endpoint in f.paths):
+            if f.count > 0 and (f.until is None or now < f.until) and (not f.paths or endpoint in f.paths):
                 f.count -= 1
                 self.requests.append(Recorded(endpoint, params, weight, f.status, time.monotonic()))
                 if f.delay_s > 0:
