@@ -1,49 +1,37 @@
 """structlog setup: JSON in containers (or LOG_FORMAT=json), readable on a terminal, and a
-processor that replaces every configured secret with *** wherever it appears."""
+processor that passes every value through `quorum.scrub` (configured secrets and key-like
+material become ***), and a stdlib formatter that does the same to every formatted record."""
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
 
-_secrets: list[str] = []
+from quorum.scrub import register_secrets as _register_secrets
+from quorum.scrub import scrub, scrub_value
 
-
-def register_secrets(values: Iterable[str]) -> None:
-    """Add values (API keys, tokens, passwords) that must never be logged."""
-    for v in values:
-        if v and len(v) >= 4 and v not in _secrets:
-            _secrets.append(v)
-
-
-def redact(text: str) -> str:
-    for s in _secrets:
-        if s in text:
-            text = text.replace(s, "***")
-    return text
-
-
-def _redact_value(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {k: _redact_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_redact_value(v) for v in value)
-    if isinstance(value, BaseException):
-        return redact(f"{type(value).__name__}: {value}")
-    return value
+# kept under their historical names for the modules that import them from here
+register_secrets = _register_secrets
+redact = scrub
 
 
 def redact_processor(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    if not _secrets:
-        return event_dict
+    """structlog processor: every value of the event (strings, nested containers, exceptions)
+    goes through `quorum.scrub`; exception tracebacks are scrubbed when they are formatted."""
     for key in list(event_dict):
-        event_dict[key] = _redact_value(event_dict[key])
+        if key != "exc_info":
+            event_dict[key] = scrub_value(event_dict[key])
+    return event_dict
+
+
+def _scrub_rendered(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """After `format_exc_info`: the formatted traceback text is scrubbed too."""
+    if isinstance(event_dict.get("exception"), str):
+        event_dict["exception"] = scrub(event_dict["exception"])
     return event_dict
 
 
@@ -71,7 +59,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 class _RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        return scrub(super().format(record))
 
 
 def configure_logging(settings: Any | None = None, *, level: str | None = None, fmt: str | None = None) -> None:
@@ -91,6 +79,7 @@ def configure_logging(settings: Any | None = None, *, level: str | None = None, 
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact_processor,
             structlog.processors.format_exc_info,
+            _scrub_rendered,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),

@@ -1,7 +1,8 @@
 """A wire-level fake of the Anthropic Messages API (`/v1/messages`) on 127.0.0.1.
 
 Point the official SDK at `server.root` (the SDK appends /v1/messages). Replies: a forced
-`tool_use` block (`Reply.tool_input`), a text block (`Reply.text`), a refusal
+`tool_use` block (`Reply.tool_input`; more blocks from `Reply.tool_calls`; `Reply.text` then comes
+first as a preamble), a text block (`Reply.text`), a refusal
 (`stop_reason="refusal"`), or an Anthropic error body (429 rate_limit_error, 529
 overloaded_error, 401 authentication_error, ...). Requests are recorded."""
 
@@ -32,10 +33,13 @@ class FakeAnthropicServer(FakeServer):
 
     def success_body(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
-        if reply.tool_input is not None:
+        if reply.text is not None and (reply.tool_input is not None or reply.tool_calls):
+            content.append({"type": "text", "text": reply.text})  # a preamble before the tool call(s)
+        if reply.tool_input is not None or reply.tool_calls:
             tool = (body.get("tools") or [{"name": "submit_vote"}])[0]["name"]
-            content.append({"type": "tool_use", "id": f"toolu_{len(self.requests)}", "name": tool,
-                            "input": reply.tool_input})
+            inputs = ([reply.tool_input] if reply.tool_input is not None else []) + list(reply.tool_calls or ())
+            content += [{"type": "tool_use", "id": f"toolu_{len(self.requests)}_{i}", "name": tool, "input": args}
+                        for i, args in enumerate(inputs)]
             stop = reply.stop_reason or "tool_use"
         else:
             content.append({"type": "text", "text": reply.text or ""})

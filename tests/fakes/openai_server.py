@@ -33,6 +33,11 @@ class Reply:
     stop_reason: str | None = None  # Anthropic only
     tokens_in: int | None = None
     tokens_out: int | None = None
+    finish_reason: str | None = None  # OpenAI only ("stop" unless set, e.g. "content_filter")
+    # Several votes in one reply: Anthropic sends one tool_use block per entry (after
+    # `tool_input`'s); OpenAI one function tool call per entry (content as `text` says).
+    tool_calls: list[dict[str, Any]] | None = None
+    extra_choices: list[str] | None = None  # OpenAI only: more choices after the first
 
 
 @dataclass
@@ -135,19 +140,25 @@ class FakeOpenAIServer(FakeServer):
         return {"error": {"message": reply.error_message, "type": etype, "param": None, "code": code}}
 
     def success_body(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
-        content = None if reply.refusal else (reply.text or "")
+        content = None if reply.refusal or (reply.tool_calls and reply.text is None) else (reply.text or "")
         tin = reply.tokens_in if reply.tokens_in is not None else _prompt_tokens(body)
         tout = reply.tokens_out if reply.tokens_out is not None else max(1, len(content or "") // 4)
+        message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": reply.refusal}
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                {"id": f"call_{len(self.requests)}_{i}", "type": "function",
+                 "function": {"name": "submit_vote", "arguments": json.dumps(args)}}
+                for i, args in enumerate(reply.tool_calls)]
+        finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
+        choices = [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}]
+        choices += [{"index": i, "message": {"role": "assistant", "content": text, "refusal": None},
+                     "logprobs": None, "finish_reason": "stop"}
+                    for i, text in enumerate(reply.extra_choices or (), start=1)]
         return {
             "id": f"chatcmpl-{len(self.requests)}",
             "object": "chat.completion",
             "created": 1_700_000_000,
             "model": body.get("model", "unknown"),
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": content, "refusal": reply.refusal},
-                "logprobs": None,
-                "finish_reason": "stop",
-            }],
+            "choices": choices,
             "usage": {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout},
         }
