@@ -8,6 +8,8 @@ its value and the allowed range. Secrets are `SecretStr`: they never appear in `
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import re
 from enum import StrEnum
@@ -91,7 +93,8 @@ class Settings(BaseSettings):
     """All of Quorum's configuration. Field names map to upper-case environment variables."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        allow_inf_nan=False,  # `inf` / `nan` are refused for every numeric setting
     )
 
     # --- mode and account -------------------------------------------------------------------
@@ -254,6 +257,11 @@ class Settings(BaseSettings):
         parse_partial_exits(value)
         return value
 
+    @field_validator("api_host")
+    @classmethod
+    def _check_api_host(cls, value: str) -> str:
+        return check_host(value)
+
     @field_validator("binance_fapi_url")
     @classmethod
     def _check_fapi_url(cls, value: str) -> str:
@@ -299,8 +307,10 @@ class Settings(BaseSettings):
             temperature = float(env.get(f"{prefix}_TEMPERATURE") or self.model_temperature)
         except ValueError as exc:
             raise ConfigError(f"{prefix}_TIMEOUT_SECONDS/{prefix}_TEMPERATURE: not a number ({exc})") from exc
-        if timeout <= 0 or timeout > 1800:
+        if not math.isfinite(timeout) or timeout <= 0 or timeout > 1800:
             raise ConfigError(f"{prefix}_TIMEOUT_SECONDS={timeout}: must be in (0, 1800] seconds")
+        if not math.isfinite(temperature) or not 0 <= temperature <= 2:
+            raise ConfigError(f"{prefix}_TEMPERATURE={temperature}: must be in [0, 2]")
         raw = (env.get(f"{prefix}_MAX_CONCURRENCY") or "").strip()
         try:
             concurrency = int(raw) if raw else self.model_max_concurrency
@@ -339,8 +349,22 @@ class Settings(BaseSettings):
                 out[name] = v
         return out
 
+    @property
+    def api_is_loopback(self) -> bool:
+        """Whether API_HOST only accepts connections from this machine (localhost, 127.x, ::1)."""
+        return is_loopback(self.api_host)
+
+    def check_bind(self) -> None:
+        """Refuse to serve the API beyond this machine without API_TOKEN."""
+        if not self.api_is_loopback and not (self.api_token and self.api_token.get_secret_value()):
+            raise ConfigError(
+                f"API_HOST={self.api_host} exposes the API beyond this machine: set API_TOKEN (it guards the "
+                "control endpoints) or bind API_HOST=127.0.0.1")
+
     def check_can_start(self) -> None:
-        """Refuse unsafe starts: live mode needs exchange keys and an API token."""
+        """Refuse unsafe starts: live mode needs exchange keys and an API token; a non-loopback
+        API_HOST needs API_TOKEN."""
+        self.check_bind()
         if self.trading_mode is TradingMode.LIVE:
             missing = [
                 var
@@ -356,6 +380,37 @@ class Settings(BaseSettings):
                     f"TRADING_MODE=live refuses to start: {', '.join(missing)} not set "
                     "(live trading needs exchange keys and a token for the control API)"
                 )
+
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+def check_host(value: str) -> str:
+    """A bind address: an IP address (IPv4 dotted quad or IPv6) or a hostname. Empty is refused
+    (it would bind every interface), and so are numeric shorthands such as `0` or `127.1`."""
+    host = value.strip()
+    if not host:
+        raise ValueError("empty; give an IP address or a hostname, e.g. 127.0.0.1 (empty binds every interface)")
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    labels = host.rstrip(".").split(".")
+    if len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+        raise ValueError("not an IP address or a hostname (numeric shorthands such as '0' or '127.1' are refused: "
+                         "they bind other interfaces than they seem to)")
+    return host
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address only accepts local connections (conservative: any hostname other
+    than localhost counts as exposed)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _is_secret_field(name: str) -> bool:
@@ -407,7 +462,7 @@ def parse_partial_exits(spec: str) -> list[tuple[float, float]]:
             frac, r_mult = float(frac_s), float(r_s[:-1])
         except ValueError as exc:
             raise ValueError(f"entry {part!r} must look like 0.33@1R") from exc
-        if not 0 < frac < 1 or r_mult <= 0:
+        if not (math.isfinite(frac) and math.isfinite(r_mult)) or not 0 < frac < 1 or r_mult <= 0:
             raise ValueError(f"entry {part!r}: fraction must be in (0, 1) and R above 0")
         total += frac
         plan.append((frac, r_mult))
