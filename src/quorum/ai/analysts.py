@@ -22,13 +22,14 @@ from quorum import metrics
 from quorum.ai.client import VOTE_JSON_SCHEMA, Completion, Message, ModelClient
 from quorum.ai.context import VoteContext
 from quorum.ai.context import snapshot_hash as memo_hash
-from quorum.ai.cost import CostTracker, utc_day
+from quorum.ai.cost import CostTracker, checked_usage, upper_bound_tokens, utc_day
 from quorum.ai.parsing import Limits, ParseResult, looks_like_refusal, parse_reply
 from quorum.ai.prompts import PromptLimits, PromptSet
 from quorum.ai.retry import RetryPolicy, error_kind
 from quorum.cache import Cache
 from quorum.domain.models import Abstention, Action, Vote, canonical_json
 from quorum.domain.rules import RULES_VERSION, RULES_VOTER, rules_vote
+from quorum.store.text import storable_text
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +37,7 @@ MAX_STORED_REPLY = 50_000  # characters of a raw reply kept in the audit row
 
 BudgetSink = Callable[[date, float, float], Awaitable[None]]
 _SCHEMA_TEXT = json.dumps(VOTE_JSON_SCHEMA)  # sent with every call (response format / tool)
+CONTENT_FILTER_STOPS = frozenset({"content_filter", "refusal"})  # finish/stop reasons of a filtered reply
 DEFAULT_MAX_OUTPUT_TOKENS = 4096  # a client that does not say its reply limit is assumed this generous
 
 
@@ -73,6 +75,7 @@ class CallRecord:
     error: str | None = None
     attempts: int = 0
     notes: tuple[str, ...] = ()
+    usage_anomaly: str | None = None  # reported usage not trusted (see `quorum.ai.cost.checked_usage`)
 
 
 def record_for(result: Vote | Abstention, *, provider: str, model: str, snapshot_hash: str, prompt_version: str,
@@ -204,15 +207,20 @@ class ModelAnalyst:
                                      confidence=vote.confidence, cached=True, latency_ms=ms)
         day = utc_day(int(self.wall_clock() * 1000))  # money is spent on the wall-clock day
         messages = [Message("user", self.prompts.user(ctx))]
-        state = {"attempts": 0, "tokens_in": 0, "tokens_out": 0}
+        state: dict[str, Any] = {"attempts": 0, "tokens_in": 0, "tokens_out": 0, "anomalies": []}
         raw: str | None = None
         try:
             completion = await self._call(messages, state, day)
             raw = completion.text
-            if completion.refusal:
-                return self._finish(ctx, base, t0, state, raw, None, f"refused: {completion.refusal[:200]}",
-                                    "refusal")
+            if completion.refusal or completion.finish_reason in CONTENT_FILTER_STOPS:
+                why = completion.refusal or f"stopped by the content filter ({completion.finish_reason})"
+                return self._finish(ctx, base, t0, state, raw, None, f"refused: {why[:200]}", "refusal")
+            if completion.ambiguous:  # several votes in one reply: never pick one
+                return self._finish(ctx, base, t0, state, raw, None, f"ambiguous: {completion.ambiguous}",
+                                    "ambiguous")
             result = parse_reply(raw, self.name, ctx.snapshot, self.limits)
+            if result.ambiguous:
+                return self._finish(ctx, base, t0, state, raw, None, f"ambiguous: {result.error}", "ambiguous")
             if result.error is not None and looks_like_refusal(raw):
                 return self._finish(ctx, base, t0, state, raw, None, f"refused: {raw.strip()[:200]}",
                                     "refusal")
@@ -222,6 +230,12 @@ class ModelAnalyst:
                 first_error = result.error
                 completion = await self._call(messages, state, day)
                 raw = raw + "\n--- repair reply ---\n" + completion.text
+                if completion.refusal or completion.finish_reason in CONTENT_FILTER_STOPS:
+                    why = completion.refusal or f"stopped by the content filter ({completion.finish_reason})"
+                    return self._finish(ctx, base, t0, state, raw, None, f"refused: {why[:200]}", "refusal")
+                if completion.ambiguous:
+                    return self._finish(ctx, base, t0, state, raw, None, f"ambiguous: {completion.ambiguous}",
+                                        "ambiguous")
                 result = parse_reply(completion.text, self.name, ctx.snapshot, self.limits)
                 if result.error is not None:
                     return self._finish(ctx, base, t0, state, raw, result,
@@ -262,7 +276,7 @@ class ModelAnalyst:
         metrics.CACHE_HITS.inc()
         return vote, obj.get("raw") or "", obj.get("parsed")
 
-    async def _budget_abstain(self, ctx: VoteContext, base: CallRecord, t0: float, state: dict[str, int], day: date,
+    async def _budget_abstain(self, ctx: VoteContext, base: CallRecord, t0: float, state: dict[str, Any], day: date,
                               raw: str | None) -> tuple[Abstention, CallRecord]:
         assert self.cost is not None
         if self.cost.first_exhaustion(day) and self.budget_sink is not None:
@@ -282,7 +296,7 @@ class ModelAnalyst:
         return self.cost.estimate(self.client.provider, self.client.model,
                                   [self._system, _SCHEMA_TEXT, *(m.content for m in messages)], self.max_output_tokens)
 
-    async def _call(self, messages: list[Message], state: dict[str, int], day: date) -> Completion:
+    async def _call(self, messages: list[Message], state: dict[str, Any], day: date) -> Completion:
         """One completion (with retries): reserve its upper-bound cost, call, settle the actual cost.
         Raises `BudgetRefused` without calling when the budget cannot cover it."""
         hold = None
@@ -308,17 +322,26 @@ class ModelAnalyst:
         actual = 0.0
         try:
             completion = await self.retry.call(once, on_retry)
+            # the reported usage is checked against what the request allowed before it is charged
+            usage = checked_usage(completion.tokens_in, completion.tokens_out,
+                                  upper_bound_tokens(self._system, _SCHEMA_TEXT, *(m.content for m in messages)),
+                                  self.max_output_tokens, min_in=1 if bound else 0)
             if self.cost is not None:
-                actual = self.cost.cost(self.client.provider, self.client.model, completion.tokens_in,
-                                        completion.tokens_out)
+                actual = self.cost.cost(self.client.provider, self.client.model, usage.tokens_in, usage.tokens_out)
         finally:  # also on failure and on cancellation at the consensus deadline: the hold is released
             if hold is not None and self.cost is not None:
                 self.cost.settle(hold, actual)
-        state["tokens_in"] += completion.tokens_in
-        state["tokens_out"] += completion.tokens_out
-        return completion
+        if usage.anomaly:
+            metrics.MODEL_ERRORS.labels(self.name, "usage_anomaly").inc()
+            log.warning("ai.usage_anomaly", voter=self.name, anomaly=usage.anomaly)
+            state["anomalies"].append(usage.anomaly)
+        state["tokens_in"] += usage.tokens_in
+        state["tokens_out"] += usage.tokens_out
+        # text Postgres (and a terminal) can hold: no NUL, control characters or lone surrogates
+        return replace(completion, text=storable_text(completion.text) or "",
+                       refusal=storable_text(completion.refusal))
 
-    def _finish(self, ctx: VoteContext, base: CallRecord, t0: float, state: dict[str, int],
+    def _finish(self, ctx: VoteContext, base: CallRecord, t0: float, state: dict[str, Any],
                 raw: str | None, result: ParseResult | None, reason: str | None, kind: str | None,
                 error: str | None = None) -> tuple[Vote | Abstention, CallRecord]:
         elapsed = time.perf_counter() - t0
@@ -334,6 +357,7 @@ class ModelAnalyst:
             raw = raw[:MAX_STORED_REPLY] + f"... [{len(raw) - MAX_STORED_REPLY} more characters not stored]"
         rec = replace(base, raw_reply=raw, latency_ms=int(elapsed * 1000), tokens_in=tin, tokens_out=tout,
                       cost_usd=usd, attempts=state["attempts"], error=error,
+                      usage_anomaly=" | ".join(state["anomalies"]) or None,
                       parsed=result.parsed if result else None, notes=result.notes if result else ())
         if reason is not None:
             return self._abstain(ctx, rec, reason, kind or "other")

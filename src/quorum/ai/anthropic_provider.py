@@ -1,6 +1,8 @@
 """Anthropic through the official `anthropic` SDK: the vote is requested as a forced tool call
 (`submit_vote`) whose input schema is the vote schema; a plain-text reply is still accepted and
-goes through the tolerant parser. SDK retries are off (see `quorum.ai.retry`)."""
+goes through the tolerant parser. Several tool calls with different inputs are several votes:
+the reply is ambiguous (an abstention), never resolved to one of them. SDK retries are off (see
+`quorum.ai.retry`)."""
 
 from __future__ import annotations
 
@@ -46,21 +48,25 @@ class AnthropicClient:
             tool_choice={"type": "tool", "name": TOOL_NAME},
         )
         texts: list[str] = []
-        tool_input: Any = None
+        calls: list[str] = []  # every tool call, serialised (each one is a vote)
         for block in resp.content:
             btype = getattr(block, "type", None)
-            if btype == "tool_use" and getattr(block, "name", None) == TOOL_NAME:
-                tool_input = block.input  # type: ignore[union-attr]
+            if btype == "tool_use":
+                calls.append(json.dumps(block.input))  # type: ignore[union-attr]
             elif btype == "text":
                 texts.append(block.text)  # type: ignore[union-attr]
-        text = json.dumps(tool_input) if tool_input is not None else "".join(texts)
+        text = "\n".join(calls) if calls else "".join(texts)
+        distinct = len(set(calls))
         stop = resp.stop_reason
         return Completion(
             text=text,
             tokens_in=resp.usage.input_tokens if resp.usage else 0,
             tokens_out=resp.usage.output_tokens if resp.usage else 0,
-            refusal=("".join(texts) or "refused") if stop == "refusal" else None,
+            # stopped by the safety classifiers: whatever came (even a whole tool call) is not an answer
+            refusal=f"stopped by the content filter (stop_reason refusal){': ' + ''.join(texts) if texts else ''}"
+            if stop == "refusal" else None,
             finish_reason=stop,
+            ambiguous=f"{len(calls)} tool calls with {distinct} different votes in one reply" if distinct > 1 else None,
         )
 
     async def close(self) -> None:

@@ -25,13 +25,15 @@ VOTE_JSON_SCHEMA: dict[str, Any] = {
 @dataclass(frozen=True, slots=True)
 class Completion:
     """One provider reply. `text` is the JSON text (a tool call's input is serialised);
-    `refusal` is set when the provider flagged a refusal."""
+    `refusal` is set when the provider flagged a refusal (or a content filter stopped the reply);
+    `ambiguous` says why the reply holds more than one vote (several tool calls or choices)."""
 
     text: str
     tokens_in: int = 0
     tokens_out: int = 0
     refusal: str | None = None
     finish_reason: str | None = None
+    ambiguous: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,16 @@ time the snapshot describes); it matches `model_votes.at` and the `ai_cost_by_da
 Concurrent calls cannot overshoot the budget: before a paid call the caller `reserve()`s an
 upper bound of its cost (`upper_bound_tokens` of the prompt, plus the reply token limit); the
 reservation is refused when spent + reserved + that bound would exceed DAILY_AI_BUDGET_USD, and
-`settle()`d with the actual cost (0 on failure or cancellation) after the call. As long as a
-provider bills no more than the bound, spent + reserved ≤ budget holds at every instant.
+`settle()`d with the actual cost (0 on failure or cancellation) after the call. Reported usage
+is checked first (`checked_usage`): negative, or beyond what the request allowed, is an anomaly
+charged at the request's maximum — never subtracted, never more than was reserved — so
+spent + reserved ≤ budget holds at every instant whatever an endpoint reports.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -91,7 +94,42 @@ REQUEST_OVERHEAD_TOKENS = 1024
 def upper_bound_tokens(*texts: str) -> int:
     """More prompt tokens than `texts` can be billed as: one per UTF-8 byte (byte-level BPE
     tokenizers never make a token smaller than a byte), plus `REQUEST_OVERHEAD_TOKENS`."""
-    return sum(len(t.encode("utf-8")) for t in texts) + REQUEST_OVERHEAD_TOKENS
+    return sum(len(t.encode("utf-8", "replace")) for t in texts) + REQUEST_OVERHEAD_TOKENS
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """The tokens one call is charged for; `anomaly` says why the reported usage was not used."""
+
+    tokens_in: int
+    tokens_out: int
+    anomaly: str | None = None
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 60:
+        return f"{'-' if v < 0 else ''}~2^{v.bit_length()}"
+    return repr(v)[:40]
+
+
+def checked_usage(tokens_in: Any, tokens_out: Any, max_in: int, max_out: int, *, min_in: int = 0) -> Usage:
+    """What a call is charged for: the provider's reported usage when it is plausible (whole
+    numbers, `min_in` ≤ input ≤ `max_in` — the prompt's `upper_bound_tokens` — and 0 ≤ output ≤
+    `max_out`, the request's max_tokens); otherwise the request's maximum (`max_in`, `max_out`),
+    with the anomaly described. So a reported usage is never subtracted from the day's spend and
+    never charged beyond what the request could cost (what was reserved for it)."""
+    problems: list[str] = []
+    for name, v, lo, hi in (("input", tokens_in, min_in, max_in), ("output", tokens_out, 0, max_out)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            problems.append(f"{name} tokens {_show(v)} is not a whole number")
+        elif v < lo:
+            problems.append(f"{name} tokens {_show(v)} below {lo}")
+        elif v > hi:
+            problems.append(f"{name} tokens {_show(v)} above the request's maximum {hi}")
+    if not problems:
+        return Usage(tokens_in, tokens_out)
+    return Usage(max_in, max_out, "reported usage anomaly: " + "; ".join(problems)
+                 + f"; charged at the request's maximum ({max_in} in, {max_out} out)")
 
 
 @dataclass(eq=False, slots=True)
@@ -166,16 +204,19 @@ class CostTracker:
         return Reservation(day, voter, usd)
 
     def settle(self, reservation: Reservation, actual_usd: float = 0.0) -> None:
-        """End a reservation: `actual_usd` (0 when the call failed or was cancelled) becomes spend.
-        Settling twice does nothing."""
+        """End a reservation: `actual_usd` (0 when the call failed or was cancelled) becomes spend;
+        a negative, non-finite or larger amount is charged as the reservation. Settling twice does
+        nothing."""
         if not reservation.open:
             return
         reservation.open = False
         left = self.reserved_total(reservation.day) - reservation.usd
         self.reserved[reservation.day] = left if left > 1e-12 else 0.0
-        if actual_usd > reservation.usd:
+        if not math.isfinite(actual_usd) or actual_usd < 0 or actual_usd > reservation.usd:
+            # never subtracted, never more than was held (callers charge anomalies at the bound)
             log.warning("cost.reservation_exceeded", voter=reservation.voter, reserved_usd=reservation.usd,
                         actual_usd=actual_usd)
+            actual_usd = reservation.usd
         if actual_usd:
             self.add(reservation.day, reservation.voter, actual_usd)
 

@@ -1,6 +1,8 @@
 """OpenAI and every OpenAI-compatible endpoint (DeepSeek, Qwen, xAI, OpenRouter, Ollama,
 llama.cpp) through the official `openai` SDK with a `base_url`. SDK retries are off: the
-tenacity policy in `quorum.ai.retry` owns retries."""
+tenacity policy in `quorum.ai.retry` owns retries. A reply with several choices or several
+different tool calls is ambiguous (an abstention); one tool call's arguments are the vote. A
+reply the content filter stopped (finish_reason "content_filter") is a refusal (an abstention)."""
 
 from __future__ import annotations
 
@@ -72,12 +74,29 @@ class OpenAIChatClient:
         choice = resp.choices[0] if resp.choices else None
         msg = choice.message if choice else None
         usage = resp.usage
+        text = (msg.content or "") if msg else ""
+        ambiguous = None
+        if len(resp.choices or ()) > 1:  # one was asked for: several are several votes
+            ambiguous = f"{len(resp.choices)} choices in one reply"
+        calls = [getattr(getattr(c, "function", None), "arguments", None) or "" for c in (msg.tool_calls or ())] \
+            if msg else []
+        if len(set(calls)) > 1:
+            ambiguous = f"{len(calls)} tool calls with {len(set(calls))} different votes in one reply"
+        elif calls and "{" in text:
+            ambiguous = "a tool call and a vote in the text of one reply"
+        elif calls:
+            text = calls[0]  # an endpoint that answers with a tool call: its arguments are the vote
+        finish = choice.finish_reason if choice else None
+        refusal = getattr(msg, "refusal", None) if msg else None
+        if finish == "content_filter":  # whatever text came is cut by the filter: not an answer
+            refusal = f"stopped by the content filter{': ' + refusal if refusal else ''}"
         return Completion(
-            text=(msg.content or "") if msg else "",
+            text=text,
             tokens_in=usage.prompt_tokens if usage else 0,
             tokens_out=usage.completion_tokens if usage else 0,
-            refusal=getattr(msg, "refusal", None) if msg else None,
-            finish_reason=choice.finish_reason if choice else None,
+            refusal=refusal,
+            finish_reason=finish,
+            ambiguous=ambiguous,
         )
 
     async def close(self) -> None:

@@ -2,8 +2,9 @@
 
 `extract_json` digs one JSON object out of whatever came back (code fences, prose around it,
 an array holding the object, trailing commas, full-width punctuation, numbers with thousands
-separators). `parse_reply` then validates it with a frozen pydantic schema and against the
-snapshot (symbol, stop and take-profit sides, sane distances, confidence range, leverage).
+separators); a reply holding several different votes is `AmbiguousReply` (an abstention).
+`parse_reply` then validates it with a frozen pydantic schema and against the snapshot
+(symbol, stop and take-profit sides, sane distances, confidence range, leverage).
 The result is either a `Vote` or an error message for the repair retry / the abstention.
 Nothing here trusts the model: leverage above the configured maximum is clamped and noted.
 """
@@ -20,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from quorum.domain.models import Action, Snapshot, Vote
+from quorum.store.text import storable_text
 
 MAX_REPLY_CHARS = 20_000
 MAX_REASONING_CHARS = 600
@@ -42,6 +44,10 @@ _REFUSAL = re.compile(
 
 class ParseError(ValueError):
     """The reply is unusable; the message says why (shown to the model in the repair retry)."""
+
+
+class AmbiguousReply(ParseError):
+    """The reply holds more than one vote: an abstention, never a repair or a pick of one."""
 
 
 def looks_like_refusal(text: str) -> bool:
@@ -112,12 +118,15 @@ def extract_json(text: str) -> dict[str, Any]:
                 continue
             if isinstance(value, list):
                 objs = [v for v in value if isinstance(v, dict)]
-                if len(objs) != 1:  # ambiguous: never pick one of several votes
+                if len(objs) > 1:  # ambiguous: never pick one of several votes
+                    raise AmbiguousReply(f"expected one vote object, got an array of {len(value)} items")
+                if not objs:
                     raise ParseError(f"expected one vote object, got an array of {len(value)} items")
                 value = objs[0]
             if isinstance(value, dict):
-                if _another_vote_after(src, m.start() + len(block), value):
-                    raise ParseError("more than one different vote object in reply")
+                if _another_vote_after(src, m.start() + len(block), value) or any(
+                        _another_vote_after(f, 0, value) for f in fences if f is not src):
+                    raise AmbiguousReply("more than one different vote object in reply")
                 return value
     raise ParseError(last_error)
 
@@ -197,7 +206,12 @@ class VoteReply(BaseModel):
     @field_validator("reasoning", mode="before")
     @classmethod
     def _reasoning(cls, v: Any) -> Any:
-        return "" if v is None else str(v)[:MAX_REASONING_CHARS]
+        return "" if v is None else storable_text(str(v)[:MAX_REASONING_CHARS])
+
+    @field_validator("symbol", "horizon", mode="before")
+    @classmethod
+    def _storable(cls, v: Any) -> Any:
+        return storable_text(v) if isinstance(v, str) else v
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +232,7 @@ class ParseResult:
     error: str | None
     parsed: dict[str, Any] | None = None
     notes: tuple[str, ...] = field(default=())
+    ambiguous: bool = False  # more than one vote in the reply: abstain, do not repair
 
 
 def _normalise_keys(obj: dict[str, Any]) -> dict[str, Any]:
@@ -289,6 +304,8 @@ def parse_reply(text: str, voter: str, snapshot: Snapshot, limits: Limits = Limi
     """Extract and validate; never raises for bad replies."""
     try:
         obj = extract_json(text)
+    except AmbiguousReply as exc:
+        return ParseResult(None, str(exc), ambiguous=True)
     except ParseError as exc:
         return ParseResult(None, str(exc))
     return validate_vote(obj, voter, snapshot, limits)

@@ -127,7 +127,7 @@ async def run_decide(settings: Settings, symbol: str, at: int | None, data_dir: 
                 else {"abstained": r.abstain_reason}),
              "voter": r.voter, "latency_ms": r.latency_ms, "cached": r.cached, "tokens_in": r.tokens_in,
              "tokens_out": r.tokens_out, "cost_usd": r.cost_usd, "prompt_version": r.prompt_version,
-             "error": r.error, "notes": list(r.notes)}
+             "error": r.error, "notes": list(r.notes), "usage_anomaly": r.usage_anomaly}
             for r in result.records
         ],
         "weights": result.weights,
@@ -166,6 +166,8 @@ def render_text(report: dict[str, Any]) -> str:
                 lines.append(f"      {v['reasoning'][:160]}")
         else:
             lines.append(f"{head} ABSTAIN  {r['abstained']}")
+        if r.get("usage_anomaly"):
+            lines.append(f"      {r['usage_anomaly'][:200]}")
     c = report["consensus"]
     tps = ",".join(_num(t) for t in c["take_profits"]) or "-"
     lines.append(f"consensus: {c['action']} conf {c['confidence']:.2f} agreement {c['agreement']:.2f} "
@@ -186,6 +188,8 @@ def register(app: typer.Typer) -> None:
         record: bool = typer.Option(False, "--record", help="Store the decision and every call in Postgres"),
     ) -> None:
         """Ask every configured voter about one symbol and print the votes and the consensus."""
+        import asyncpg
+
         from quorum.logging import configure_logging
         from quorum.market.data_files import DataFileError
         from quorum.store.db import DatabaseUnavailable
@@ -195,7 +199,11 @@ def register(app: typer.Typer) -> None:
         sym = symbol.upper().replace("/", "").replace(":USDT", "")
         try:
             report = asyncio.run(run_decide(settings, sym, parse_time(at) if at else None, data, record))
-        except (DataFileError, ValueError, KeyError, DatabaseUnavailable, OSError) as exc:
+        except (DataFileError, ValueError, KeyError, DatabaseUnavailable, OSError, asyncpg.PostgresError,
+                asyncpg.InterfaceError) as exc:  # the database lost mid-way: nothing could be recorded
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(1) from None
+        from quorum.scrub import scrub_value
+
+        report = scrub_value(report)  # provider errors and replies can echo a key
         print(json.dumps(report, indent=2, default=str) if as_json else render_text(report))

@@ -2,38 +2,47 @@
 
 One transaction per decision: the snapshot row (if not stored yet), the decision, one
 `model_votes` row per voter (prompt version, raw reply, parsed vote or abstention reason,
-latency, tokens, cost, error, cached) and the proposal. `recorded_votes(snapshot_hash)` gives
-the backtester's replay analyst what the voters said about exactly that snapshot.
+latency, tokens, cost, error, cached) and the proposal; every value made storable first
+(`quorum.store.text`), a failed write retried and then salvaged (`quorum.store.audit`).
+`recorded_votes(snapshot_hash)` gives the backtester's replay analyst what the voters said
+about exactly that snapshot.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
 from typing import Any
 
 import asyncpg
+import structlog
 
 from quorum.ai.analysts import CallRecord, vote_from_dict
 from quorum.ai.context import VoteContext
 from quorum.domain.consensus import Outcome, outcome_of
-from quorum.domain.models import Abstention, Proposal, Snapshot, Vote, canonical
+from quorum.domain.models import Abstention, Proposal, Snapshot, Vote
+from quorum.store.audit import (
+    AUDIT_ATTEMPTS,
+    AUDIT_RETRY_WAIT_S,
+    DECISION_SQL,
+    PROPOSAL_SQL,
+    VOTE_SQL,
+    DecisionRows,
+    jsonb,
+    salvage,
+)
+from quorum.store.db import database_answers
 from quorum.store.positions import ms_to_dt
+from quorum.store.text import storable_text
 
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe form (NaN/inf → null) for jsonb columns."""
-    return json.loads(json.dumps(canonical(obj))) if obj is not None else None
-
-
-def _text(s: str | None) -> str | None:
-    return None if s is None else s.replace("\x00", "")  # Postgres text cannot hold NUL
+log = structlog.get_logger(__name__)
 
 
 class DecisionRepository:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
         self._pool = pool
+        self._sleep = sleep
 
     async def save_snapshot(self, snapshot: Snapshot, conn: asyncpg.Connection | None = None,
                             snapshot_hash: str | None = None) -> str:
@@ -43,43 +52,47 @@ class DecisionRepository:
             """INSERT INTO market_snapshots (hash, symbol, at, price, regime, flags, payload)
                VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (hash) DO NOTHING""",
             h, snapshot.symbol, ms_to_dt(snapshot.time_ms), snapshot.price, snapshot.regime.value,
-            list(snapshot.flags), _clean(snapshot.to_dict()),
+            list(snapshot.flags), jsonb(snapshot.to_dict()),
         )
         return h
 
     async def record_decision(self, *, decision_id: str, mode: str, analyst: str, ctx: VoteContext,
-                              proposal: Proposal, records: Sequence[CallRecord], snapshot_hash: str) -> int:
-        """Write decision + votes + proposal atomically; returns the proposal id."""
+                              proposal: Proposal, records: Sequence[CallRecord], snapshot_hash: str) -> int | None:
+        """Write decision + votes + proposal atomically; returns the proposal id.
+
+        A failed write is retried (`AUDIT_ATTEMPTS` in all). When every attempt failed, the rows
+        are saved one by one (a row that still fails is kept in a minimal form), the failure is
+        recorded in `audit_errors` with the whole decision as JSON and a warning alert is raised;
+        the proposal id (None if not written) is returned, so the decision goes on. Raises only
+        when nothing at all can be written (the database is gone)."""
+        decision = DecisionRows(decision_id, mode, analyst, ctx.snapshot, proposal, tuple(records), snapshot_hash)
+        error: Exception | None = None
+        for attempt in range(AUDIT_ATTEMPTS):
+            if attempt:
+                await self._sleep(AUDIT_RETRY_WAIT_S * 2 ** (attempt - 1))
+                try:  # a lost reply to a COMMIT that did happen: the decision is already there
+                    pid = await self._pool.fetchval("SELECT id FROM proposals WHERE decision_id = $1", decision_id)
+                    if pid is not None:
+                        return int(pid)
+                except Exception:  # the write below reports the real problem
+                    pass
+            try:
+                return await self._write(decision)
+            except Exception as exc:  # any failure: retry, then salvage
+                error = exc
+                log.warning("store.decision_write_failed", decision_id=decision_id, attempt=attempt + 1,
+                            error=f"{type(exc).__name__}: {storable_text(str(exc))}"[:500])
+        assert error is not None
+        if not await database_answers(self._pool):  # the database gone, not one bad row: the caller's
+            raise error from None  # outage handling, nothing to salvage
+        return await salvage(self._pool, decision, error, AUDIT_ATTEMPTS)
+
+    async def _write(self, d: DecisionRows) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
-            await self.save_snapshot(ctx.snapshot, conn, snapshot_hash)
-            await conn.execute(
-                """INSERT INTO decisions (id, mode, symbol, at, snapshot_hash, analyst, action, confidence, reason)
-                   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)""",
-                decision_id, mode, proposal.symbol, ms_to_dt(proposal.time_ms), snapshot_hash, analyst,
-                proposal.action.value, proposal.confidence, proposal.reason,
-            )
-            await conn.executemany(
-                """INSERT INTO model_votes (decision_id, snapshot_hash, symbol, voter, provider, model,
-                       prompt_version, raw_reply, parsed_vote, action, confidence, abstain_reason, latency_ms,
-                       tokens_in, tokens_out, cost_usd, cached, error, attempts)
-                   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)""",
-                [
-                    (decision_id, r.snapshot_hash, r.symbol, r.voter, r.provider, r.model, r.prompt_version,
-                     _text(r.raw_reply), _clean({**r.parsed, "notes": list(r.notes)} if r.parsed else None),
-                     r.action, r.confidence, _text(r.abstain_reason), r.latency_ms, r.tokens_in, r.tokens_out,
-                     r.cost_usd, r.cached, _text(r.error), max(1, r.attempts))
-                    for r in records
-                ],
-            )
-            pid: int = await conn.fetchval(
-                """INSERT INTO proposals (decision_id, symbol, action, confidence, reference_price, stop_loss,
-                       take_profits, leverage, valid_votes, abstentions, agreement, reason, snapshot_hash, at)
-                   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) RETURNING id""",
-                decision_id, proposal.symbol, proposal.action.value, proposal.confidence,
-                proposal.reference_price, proposal.stop_loss, list(proposal.take_profits), proposal.leverage,
-                proposal.valid_votes, proposal.abstentions, proposal.agreement, proposal.reason, snapshot_hash,
-                ms_to_dt(proposal.time_ms),
-            )
+            await self.save_snapshot(d.snapshot, conn, d.snapshot_hash)
+            await conn.execute(DECISION_SQL, *d.decision_row())
+            await conn.executemany(VOTE_SQL, [d.vote_row(r) for r in d.records])
+            pid: int = await conn.fetchval(PROPOSAL_SQL, *d.proposal_row())
         return pid
 
     async def recorded_votes(self, snapshot_hash: str) -> list[Vote | Abstention]:

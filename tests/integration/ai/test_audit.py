@@ -9,8 +9,9 @@ import asyncpg
 import pytest
 
 from quorum.ai import build_consensus
-from quorum.ai.analysts import RulesAnalyst
+from quorum.ai.analysts import ModelAnalyst, RulesAnalyst
 from quorum.ai.calibration import Calibrator
+from quorum.ai.client import Message
 from quorum.ai.consensus import ConsensusEngine
 from quorum.ai.cost import CostTracker
 from quorum.ai.retry import RetryPolicy
@@ -103,15 +104,21 @@ async def test_budget_exhaustion_is_recorded(pool: asyncpg.Pool, oai: FakeOpenAI
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "sk-x")
     monkeypatch.setenv("OPENAI_BASE_URL", oai.base_url)
-    oai.default = Reply(text=vote_json(), tokens_in=200_000, tokens_out=0)
-    settings = load_settings(models="openai:gpt-4.1-mini", daily_ai_budget_usd=0.05, rules_voter="always")
+    oai.default = Reply(text=vote_json(), tokens_in=4_000, tokens_out=800)  # within what the request allows
+    settings = load_settings(models="openai:gpt-4.1-mini", rules_voter="always")
+    model = (await build_consensus(settings, pool=pool)).analysts[1]
+    assert isinstance(model, ModelAnalyst)
+    # room for one call at its upper bound, not two
+    budget = 1.5 * model.upper_bound_usd([Message("user", model.prompts.user(context()))])
+    settings = load_settings(models="openai:gpt-4.1-mini", daily_ai_budget_usd=budget, rules_voter="always")
     snap = snapshot(trend="up")
     consensus = await build_consensus(settings, pool=pool)
-    await consensus.decide(context(snap))  # spends 0.08 > 0.05
+    await consensus.decide(context(snap))  # spends 0.00288, the next call's bound does not fit
     # a restart seeds today's spend from Postgres: the budget stays exhausted
     consensus = await build_consensus(settings, pool=pool)
     r = await consensus.decide(context(snapshot(trend="up", time_ms=snap.time_ms + 900_000)))
     assert any("budget" in a.reason for a in r.abstentions) and len(oai.requests) == 1
     ev = await pool.fetch("SELECT * FROM ai_budget_events")
-    assert len(ev) == 1 and float(ev[0]["limit_usd"]) == 0.05 and float(ev[0]["spent_usd"]) == pytest.approx(0.08)
+    assert len(ev) == 1 and float(ev[0]["limit_usd"]) == pytest.approx(budget)
+    assert float(ev[0]["spent_usd"]) == pytest.approx(0.00288)
     assert isinstance(ev[0]["day"], date)

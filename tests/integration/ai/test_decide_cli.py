@@ -73,3 +73,61 @@ async def test_decide_with_a_model_voter_records_to_postgres(small_data: Path, t
                             report["snapshot"]["hash"])
     assert n == 2
     assert await pool.fetchval("SELECT count(*) FROM decisions") == 1  # type: ignore[attr-defined]
+
+
+async def test_the_decide_process_records_every_vote_whatever_the_replies(
+        small_data: Path, tmp_path: Path, pool: object, pg_url: str) -> None:
+    """`quorum decide --record --json` as the real process, against three fake providers that
+    send what used to break a decision: unstorable text and a trillion-token usage (OpenAI),
+    two contradictory tool calls (Anthropic), a reply stopped by the content filter (DeepSeek)."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    from tests.fakes.anthropic_server import FakeAnthropicServer
+
+    def priced(body: dict[str, object]) -> float:
+        return float(json.dumps(body["messages"]).split("Current price: ")[1].split("\\n")[0])
+
+    def gpt(body: dict[str, object]) -> Reply:
+        return Reply(text="\x00\ud800" + vote_json("HOLD", 0.6, price=priced(body), reasoning="flat\x00 \udfff\x07"),
+                     tokens_out=10**12)
+
+    def claude(body: dict[str, object]) -> Reply:
+        p = priced(body)
+        return Reply(tool_input=json.loads(vote_json("LONG", 0.9, price=p)),
+                     tool_calls=[json.loads(vote_json("SHORT", 0.9, price=p))])
+
+    async with FakeOpenAIServer(gpt) as oai, FakeAnthropicServer(claude) as ant, \
+            FakeOpenAIServer(Reply(text=vote_json("HOLD", 0.5), finish_reason="content_filter")) as ds:
+        env = {**os.environ, "DATABASE_URL": pg_url, "MODELS": "openai:gpt-4.1-mini,anthropic:claude-haiku-4-5,"
+               "deepseek:deepseek-chat", "OPENAI_API_KEY": "sk-cli", "OPENAI_BASE_URL": oai.base_url,
+               "ANTHROPIC_API_KEY": "sk-ant-cli", "ANTHROPIC_BASE_URL": ant.base_url,  # type: ignore[attr-defined]
+               "DEEPSEEK_API_KEY": "sk-ds-cli", "DEEPSEEK_BASE_URL": ds.base_url,  # type: ignore[attr-defined]
+               "RULES_VOTER": "always", "MIN_VOTERS": "1", "LOG_FORMAT": "json", "VAR_DIR": str(tmp_path / "var")}
+        env.pop("REDIS_URL", None)
+        at = str(1735603200000 + (ROWS - 10) * 300_000)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "quorum", "decide", "BTCUSDT", "--data", str(small_data), "--at", at,
+            "--record", "--json", cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, err.decode(errors="replace")[-3000:]
+    assert b"Traceback" not in err
+    report = json.loads(out)
+    voters = {v["voter"]: v for v in report["voters"]}
+    assert voters["openai:gpt-4.1-mini"]["vote"]["action"] == "HOLD"
+    assert voters["openai:gpt-4.1-mini"]["vote"]["reasoning"] == "flat \ufffd"
+    assert voters["openai:gpt-4.1-mini"]["tokens_out"] == 800 and voters["openai:gpt-4.1-mini"]["usage_anomaly"]
+    assert voters["anthropic:claude-haiku-4-5"]["abstained"].startswith("ambiguous: 2 tool calls")
+    assert voters["deepseek:deepseek-chat"]["abstained"].startswith("refused: stopped by the content filter")
+    # everything is in Postgres: the decision, its proposal and one row per voter
+    did = report["consensus"]["decision_id"]
+    assert await pool.fetchval("SELECT count(*) FROM decisions WHERE id = $1", did) == 1  # type: ignore[attr-defined]
+    rows = {r["voter"]: r for r in await pool.fetch(  # type: ignore[attr-defined]
+        "SELECT * FROM model_votes WHERE decision_id = $1", did)}
+    assert set(rows) == {"rules", "openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5", "deepseek:deepseek-chat"}
+    gpt_row = rows["openai:gpt-4.1-mini"]
+    assert gpt_row["tokens_out"] == 800 and "1000000000000" in gpt_row["usage_anomaly"]
+    assert "\x00" not in gpt_row["raw_reply"] and gpt_row["parsed_vote"]["reasoning"] == "flat \ufffd"
+    assert await pool.fetchval("SELECT count(*) FROM audit_errors") == 0  # type: ignore[attr-defined]

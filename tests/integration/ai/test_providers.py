@@ -11,6 +11,7 @@ import pytest
 from quorum import metrics
 from quorum.ai import build_analysts
 from quorum.ai.analysts import RulesAnalyst
+from quorum.ai.client import Message
 from quorum.ai.consensus import ConsensusEngine
 from quorum.ai.cost import CostTracker
 from quorum.ai.retry import RetryPolicy
@@ -20,7 +21,7 @@ from quorum.domain.consensus import ConsensusRules
 from quorum.domain.models import Abstention, Action, Vote
 from tests.fakes.anthropic_server import FakeAnthropicServer
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
-from tests.integration.ai.conftest import RecordingSleep, anthropic_analyst, openai_analyst
+from tests.integration.ai.conftest import PROMPTS, RecordingSleep, anthropic_analyst, openai_analyst
 from tests.unit.ai.factory import context, snapshot, vote_json
 
 RULES = ConsensusRules(min_voters=2, min_agreement=0.66, min_confidence=0.6)
@@ -206,7 +207,7 @@ async def test_abstentions_are_not_cached(oai: FakeOpenAIServer, fast_retry: Ret
 
 
 async def test_daily_budget_skips_models_and_rules_continue(oai: FakeOpenAIServer, fast_retry: RetryPolicy) -> None:
-    oai.default = Reply(text=vote_json(), tokens_in=100_000, tokens_out=10_000)
+    oai.default = Reply(text=vote_json(), tokens_in=4_000, tokens_out=800)  # within what the request allows
     cost = CostTracker({"gpt-4.1-mini": (0.4, 1.6), "*": (5.0, 15.0)}, daily_budget_usd=0.05)
     events: list[tuple[object, float, float]] = []
 
@@ -214,16 +215,18 @@ async def test_daily_budget_skips_models_and_rules_continue(oai: FakeOpenAIServe
         events.append((day, spent, limit))
 
     analyst = openai_analyst(oai, fast_retry, cost=cost, budget_sink=sink)
+    # room for one call at its upper bound, not two
+    cost.daily_budget_usd = budget = 1.5 * analyst.upper_bound_usd([Message("user", PROMPTS.user(context()))])
     engine = ConsensusEngine([RulesAnalyst(), analyst], ConsensusRules(1, 0.5, 0.5), deadline_seconds=5)
     r1 = await engine.decide(context(snapshot(trend="up")))
     rec = next(r for r in r1.records if r.voter == analyst.name)
-    assert rec.cost_usd == pytest.approx(0.056)
+    assert rec.cost_usd == pytest.approx(0.00288) and rec.usage_anomaly is None
     for t in (1, 2):
         r = await engine.decide(context(snapshot(trend="up", time_ms=snapshot().time_ms + t * 900_000)))
         (ab,) = r.abstentions
         assert "budget" in ab.reason and r.proposal.action is Action.LONG  # the rules analyst still votes
     assert len(oai.requests) == 1
-    assert len(events) == 1 and events[0][1] == pytest.approx(0.056) and events[0][2] == 0.05
+    assert len(events) == 1 and events[0][1] == pytest.approx(0.00288) and events[0][2] == budget
 
 
 async def test_configured_from_settings_against_the_fakes(
