@@ -14,6 +14,7 @@ from quorum.config import Settings
 from quorum.domain.gate import GateRecord, GateReport, GateThresholds, evaluate_gate
 from quorum.domain.models import ClosedTrade, Side
 from quorum.domain.statistics import max_drawdown_pct
+from quorum.store.equity import drawdown_since
 from quorum.store.positions import dt_to_ms
 
 
@@ -56,6 +57,16 @@ async def load_trades(pool: asyncpg.Pool, mode: str) -> list[ClosedTrade]:
     ]
 
 
+async def record_drawdown(pool: asyncpg.Pool, mode: str, trades: list[ClosedTrade], initial_equity: float) -> float:
+    """Max drawdown (percent) of the record: from the mark-to-market equity history, unrealised
+    P&L included (the initial equity counts as the first peak); a record without any history
+    falls back to the realised curve of its closed trades."""
+    dd = await drawdown_since(pool, mode, start_peak=initial_equity)
+    if dd.rows:
+        return dd.max_pct
+    return max_drawdown_pct([initial_equity] + [v for _, v in equity_curve(trades, [], initial_equity)])
+
+
 async def load_equity(pool: asyncpg.Pool, mode: str) -> list[tuple[int, float]]:
     rows = await pool.fetch("SELECT at, equity FROM equity_snapshots WHERE mode = $1 ORDER BY at, id", mode)
     return [(dt_to_ms(r["at"]), float(r["equity"])) for r in rows]
@@ -93,9 +104,7 @@ async def record_span(pool: asyncpg.Pool, mode: str) -> tuple[int | None, int | 
 
 async def load_gate_record(pool: asyncpg.Pool, settings: Settings, mode: str = "paper") -> GateRecord:
     trades = await load_trades(pool, mode)
-    equity = await load_equity(pool, mode)
-    curve = equity_curve(trades, equity, settings.initial_capital)
-    mdd = max_drawdown_pct([settings.initial_capital] + [v for _, v in curve])
+    mdd = await record_drawdown(pool, mode, trades, settings.initial_capital)
     first, last = await record_span(pool, mode)
     alerts = await pool.fetch(
         "SELECT kind FROM alerts WHERE severity = 'critical' AND resolved_at IS NULL AND mode <> 'backtest' ORDER BY id"

@@ -136,7 +136,8 @@ def _risk_ratios(
 
 
 def compute_stats(
-    trades: Sequence[ClosedTrade], equity: Sequence[tuple[int, float]], initial_equity: float
+    trades: Sequence[ClosedTrade], equity: Sequence[tuple[int, float]], initial_equity: float,
+    max_drawdown: float | None = None,
 ) -> dict[str, Any]:
     """Every summary figure that comes from trades and the equity curve.
 
@@ -145,12 +146,13 @@ def compute_stats(
     curve. Keys: trades, wins, losses, win_rate, win_rate_ci95, profit_factor, expectancy_usd,
     expectancy_r, avg_win_usd, avg_loss_usd, max_drawdown_pct, sharpe, sortino, calmar,
     total_return_pct, initial_equity, final_equity, fees_paid, funding_paid, net_pnl,
-    worst_trade_usd, best_trade_usd, days.
+    worst_trade_usd, best_trade_usd, days. `max_drawdown` (percent): the drawdown measured on a
+    fuller history than `equity` (a paper record's compacted hours keep their lows and highs).
     """
     out = _trade_figures(trades)
     points = sorted(equity, key=lambda p: p[0])
     final = points[-1][1] if points else initial_equity + out["net_pnl"]
-    mdd = max_drawdown_pct([initial_equity] + [v for _, v in points])
+    mdd = max_drawdown if max_drawdown is not None else max_drawdown_pct([initial_equity] + [v for _, v in points])
     out.update(_risk_ratios(points, initial_equity, final, mdd))
     out.update(
         {

@@ -45,6 +45,7 @@ class DecisionCycle:
     executor: Any
     exchange: Any
     _dirty: bool
+    equity: Any
 
     async def _decide_at(self, t: int) -> None:
         """Phase D: inline in a replay; in the background on live data (one cycle at a time; a
@@ -76,6 +77,8 @@ class DecisionCycle:
         if self.concurrent_cycles and self._dirty:  # what it opened or closed shows now, not a step later
             try:
                 async with self.trading_lock:
+                    if self.equity is not None:  # the rows of its fills
+                        await self.equity.fills()
                     await self._publish(t)
                 self._dirty = False
             except Exception as exc:  # the database went away: the loop's next step waits for it
@@ -126,7 +129,6 @@ class DecisionCycle:
                             raise
                         await self._error("decision_failed", sym, exc)
         self.runtime.mark_scan()
-        metrics.LAST_SCAN.set(time.time())
         metrics.LOOP_DURATION.labels("decision_cycle").observe(time.perf_counter() - t0)
 
     async def _gather_consensus(self, todo: Sequence[tuple[str, Any]], balance: Any, marks: dict[str, float],
@@ -198,12 +200,12 @@ class DecisionCycle:
                     await self._closed(pos.position_id, t)
             self.runtime.record_decision(record)
             return
-        block = self.entry_block()
+        block = self.entry_block(sym)
         if proposal.action not in (Action.LONG, Action.SHORT) or block is not None:
             record["verdict"] = "none"
             if block is not None and proposal.action.side:
-                record["verdict"] = "paused" if block == "paused" else "entries_blocked"
-                if block != "paused":
+                record["verdict"] = block if block in ("paused", "paused_symbol") else "entries_blocked"
+                if block not in ("paused", "paused_symbol"):
                     record["reasons"] = [block]
             self.runtime.record_decision(record)
             return

@@ -9,7 +9,6 @@ from typing import Any
 
 import structlog
 
-from quorum import metrics
 from quorum.domain.exits import Bar
 from quorum.domain.models import Candle, IntentKind, OrderIntent, PositionState
 from quorum.notify import events as ev
@@ -42,6 +41,7 @@ class PositionKeeper:
     _step_errors: list[BaseException]
     _seen_closed: set[str]
     _dirty: bool
+    equity: Any
 
     async def _held(self) -> dict[str, int | None]:
         """Symbols with an open position (ours or the venue's) → how far the venue has seen their
@@ -74,6 +74,7 @@ class PositionKeeper:
                 await self._error("market_data_failed", sym, exc)
         if bars is None or not len(bars):
             await self._guarded("position_step_failed", sym, self._manage(sym, t, None))
+            await self._fills_recorded(sym)
             return
         if len(bars) > 1:
             self.stats.catch_up_bars += len(bars) - 1
@@ -85,8 +86,14 @@ class PositionKeeper:
             await self.feed.bar_closed(sym, bar, self.step_ms)
             await self.feed.price_now(sym, close, bar)
             self._fed_until[sym] = close
-            if not await self._guarded("position_step_failed", sym, self._manage(sym, close, bar)):
+            managed = await self._guarded("position_step_failed", sym, self._manage(sym, close, bar))
+            await self._fills_recorded(sym)  # a fill's row shows the account at its bar
+            if not managed:
                 return
+
+    async def _fills_recorded(self, sym: str) -> None:
+        if self.equity is not None:
+            await self._guarded("equity_failed", sym, self.equity.fills())
 
     async def _manage(self, sym: str, t: int, bar: Candle | None) -> None:
         """Sync the position with the venue (fills, funding) and step it through `bar`: partials,
@@ -142,7 +149,4 @@ class PositionKeeper:
         await self.risk.record_trade_closed(row["symbol"], net, reason, t)
         self.stats.closes += 1
         self.stats.trades.append({"symbol": row["symbol"], "net_pnl": net, "exit_reason": reason, "time_ms": t})
-        metrics.TRADES.labels(row["symbol"], row["side"]).inc()
-        if net > 0:
-            metrics.WINS.labels(row["symbol"], row["side"]).inc()
         return True

@@ -1,10 +1,10 @@
-"""What the engine tells the service surface about itself (RuntimeState → /status, /metrics)."""
+"""What the engine tells the service surface about itself (RuntimeState → /status and the state
+families of /metrics)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from quorum import metrics
 from quorum.engine_parts.guard import STEP_FAILURES
 
 
@@ -20,11 +20,11 @@ async def publish_status(engine: Any, t: int) -> None:
     start = getattr(book, "day_start_equity", None)
     rt.day_pnl = balance.equity - start if start else 0.0
     peak = getattr(book, "equity_peak", None)
-    metrics.EQUITY.set(balance.equity)
-    metrics.UNREALIZED_PNL.set(balance.unrealized_pnl)
-    metrics.OPEN_POSITIONS.set(len(venue))
-    if peak:
-        metrics.DRAWDOWN.set(max(0.0, (peak - balance.equity) / peak * 100.0))
+    rt.unrealized_pnl = balance.unrealized_pnl
+    if engine.equity is not None and engine.equity.drawdown_pct is not None:  # from the equity history
+        rt.drawdown_pct = max(0.0, engine.equity.drawdown_pct)
+    else:
+        rt.drawdown_pct = max(0.0, (peak - balance.equity) / peak * 100.0) if peak else None
     states = {p.symbol: p for p in await engine.executor.positions.open_positions()}
     rt.positions = [
         {"symbol": p.symbol, "side": p.side.value, "entry_price": p.entry_price, "mark_price": p.mark_price,

@@ -1,11 +1,12 @@
-"""Bot state (key → JSON value), alerts, equity snapshots and go-live overrides."""
+"""Bot state (key → JSON value), alerts and go-live overrides (equity history: `store.equity`)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import asyncpg
+
+from quorum.store.equity import EquityRepository  # the equity history lives in store.equity
 
 
 class StateRepository:
@@ -57,34 +58,6 @@ class AlertRepository:
         return [dict(r) for r in rows]
 
 
-class EquityRepository:
-    """Equity snapshots (the equity curve of a paper/live record)."""
-
-    def __init__(self, pool: asyncpg.Pool, mode: str) -> None:
-        self._pool = pool
-        self.mode = mode
-
-    async def record(self, at: datetime, equity: float, wallet_balance: float,
-                     unrealized_pnl: float = 0.0, open_positions: int = 0) -> None:
-        await self._pool.execute(
-            """INSERT INTO equity_snapshots (mode, at, equity, wallet_balance, unrealized_pnl, open_positions)
-               VALUES ($1, $2, $3, $4, $5, $6)""",
-            self.mode, at, equity, wallet_balance, unrealized_pnl, open_positions,
-        )
-
-    async def series(self) -> list[tuple[datetime, float]]:
-        rows = await self._pool.fetch(
-            "SELECT at, equity FROM equity_snapshots WHERE mode = $1 ORDER BY at, id", self.mode
-        )
-        return [(r["at"], float(r["equity"])) for r in rows]
-
-    async def latest(self) -> dict[str, Any] | None:
-        row = await self._pool.fetchrow(
-            "SELECT * FROM equity_snapshots WHERE mode = $1 ORDER BY at DESC, id DESC LIMIT 1", self.mode
-        )
-        return dict(row) if row else None
-
-
 class OverrideRepository:
     """Go-live overrides: who forced live trading past the gate, when and why."""
 
@@ -101,3 +74,6 @@ class OverrideRepository:
     async def latest(self) -> dict[str, Any] | None:
         row = await self._pool.fetchrow("SELECT * FROM live_overrides ORDER BY id DESC LIMIT 1")
         return dict(row) if row else None
+
+
+__all__ = ["AlertRepository", "EquityRepository", "OverrideRepository", "StateRepository"]
