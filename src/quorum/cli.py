@@ -17,7 +17,7 @@ app = typer.Typer(
 )
 
 # Modules under quorum.commands that define `register(app)`; each is owned by one area.
-COMMAND_MODULES = ("db", "market", "decide", "backtest", "service", "report")
+COMMAND_MODULES = ("db", "market", "decide", "backtest", "service", "report", "controls")
 
 
 def _register_all() -> None:
@@ -36,9 +36,19 @@ _register_all()
 
 
 def main() -> None:
-    """Console entry point: config problems become one clear line and exit code 2."""
+    """Console entry point: config problems become one clear line and exit code 2. On the way out
+    the embedded Postgres this command started (if any) is let go of: stopped, unless another
+    Quorum process still uses it."""
     try:
         app()
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    finally:
+        release_embedded_postgres()
+
+
+def release_embedded_postgres() -> None:
+    db = sys.modules.get("quorum.store.db")  # imported only by commands that use a database
+    if db is not None:
+        db.stop_embedded_postgres()

@@ -36,7 +36,9 @@ import structlog
 from quorum import metrics
 from quorum.clock import Clock
 from quorum.domain.models import Candle, Side
+from quorum.engine_parts.controls import EngineControls
 from quorum.engine_parts.cycle import DecisionCycle
+from quorum.engine_parts.equity import EquityRecorder
 from quorum.engine_parts.guard import StepGuard, is_exchange_error, short_reason
 from quorum.engine_parts.positions import PositionKeeper
 from quorum.engine_parts.status import publish_status
@@ -129,8 +131,12 @@ class Engine(PositionKeeper, DecisionCycle):
         self._errors = ev.ErrorThrottle()
         alerts = getattr(executor, "alerts", None)
         probe = (lambda: pool.fetchval("SELECT 1")) if pool is not None else None
+        # the mark-to-market equity history (every execution-bar close, every fill)
+        self.equity = EquityRecorder(pool, runtime.mode, exchange) if pool is not None else None
         self.guard = StepGuard(runtime, probe=probe, alerts=alerts,
                                max_failures=int(getattr(settings, "max_consecutive_step_failures", 5)))
+        # operator controls from any process (CLI, API, Telegram): picked up at every step
+        self.controls = EngineControls(self, pool, risk.mode) if pool is not None and hasattr(risk, "mode") else None
         if hasattr(risk, "on_breaker_event"):  # breakers trip/reset inside the risk manager
             risk.on_breaker_event = self._breaker_event
         # held by whatever acts on the venue (position management, a cycle's execution phase), so
@@ -170,6 +176,10 @@ class Engine(PositionKeeper, DecisionCycle):
             self.symbols = sorted(await self.market.universe())
             self.runtime.symbols = list(self.symbols)
         await self.risk.load()
+        if self.equity is not None:
+            await self.equity.load()
+        if self.controls is not None:
+            await self.controls.load()
         await self.reconcile()
 
     async def _pause(self, seconds: float) -> None:
@@ -207,6 +217,17 @@ class Engine(PositionKeeper, DecisionCycle):
         """Loop over price-bar closes from the clock's now until `until_ms` or `stop()`. Never
         ends on a fault (see the module docstring)."""
         t = (self.clock.now_ms() // self.step_ms + 1) * self.step_ms
+        poller = asyncio.create_task(self.controls.poll()) if self.controls and self.concurrent_cycles else None
+        try:
+            await self._loop(t, until_ms)
+        finally:
+            if poller is not None:
+                poller.cancel()
+                await asyncio.gather(poller, return_exceptions=True)
+        await self._finish_cycle()
+        return self.stats
+
+    async def _loop(self, t: int, until_ms: int | None) -> None:
         while not self._stopping and (until_ms is None or t <= until_ms):
             await self.clock.sleep_until(t + self.bar_settle_ms)
             if self._stopping:
@@ -230,8 +251,6 @@ class Engine(PositionKeeper, DecisionCycle):
                 if self.runtime.exchange_ok is False:
                     await self.guard.component_ok("exchange")
             t += self.step_ms
-        await self._finish_cycle()
-        return self.stats
 
     async def _after_outage(self) -> None:
         """Back from a database outage: re-check the venue before anything else."""
@@ -258,6 +277,7 @@ class Engine(PositionKeeper, DecisionCycle):
             held = await self._held()
             for sym, until in held.items():
                 await self._advance(sym, until, t)
+            applied = await self.controls.apply_pending(t) if self.controls is not None else 0
             if decision:  # B for the flat symbols: the venue's price at t, which entries fill from (a held
                 # symbol's price is its last processed bar's: never ahead of what the venue has seen)
                 for sym in self.symbols:
@@ -270,6 +290,8 @@ class Engine(PositionKeeper, DecisionCycle):
         elif self.reconciler is not None and t >= self._next_reconcile_ms:
             self._next_reconcile_ms = t + RECONCILE_EVERY_MS
             await self.reconcile()
+        if self.equity is not None:
+            await self._guarded("equity_failed", None, self._record_equity(t))
         if decision or self._dirty or self.runtime.positions:
             await self._publish(t)  # status for /status and /metrics
             self._dirty = False
@@ -277,7 +299,17 @@ class Engine(PositionKeeper, DecisionCycle):
         metrics.LOOP_DURATION.labels("step").observe(took)
         self.step_seconds.append(took)
         self.lag_ms = self.clock.now_ms() - t  # how far behind the market the loop runs (clock time)
-        return bool(held) or decision
+        return bool(held) or decision or applied > 0
+
+    async def _record_equity(self, t: int) -> None:
+        """The equity history: the bar row at an execution-bar close (else the rows of new fills),
+        and the hourly retention run."""
+        assert self.equity is not None
+        if t % self.exec_tf_ms == 0:
+            await self.equity.bar_closed(t)
+        else:
+            await self.equity.fills()
+        await self.equity.retention(t)
 
     async def _guarded(self, what: str, symbol: str | None, work: Any) -> bool:
         """Await `work`; a failure other than a lost database is recorded for this step and
@@ -292,10 +324,13 @@ class Engine(PositionKeeper, DecisionCycle):
             await self._error(what, symbol, exc)
             return False
 
-    def entry_block(self) -> str | None:
-        """Why new entries are not taken now (operator pause, failing steps), or None."""
+    def entry_block(self, symbol: str | None = None) -> str | None:
+        """Why new entries (on `symbol`) are not taken now (operator pause, the symbol paused by
+        an operator, failing steps), or None."""
         if self.runtime.paused:
             return "paused"
+        if symbol is not None and symbol in self.runtime.paused_symbols:
+            return "paused_symbol"
         return self.guard.entry_block
 
     async def _error(self, what: str, symbol: str | None, exc: Exception, *, fatal: bool = False) -> None:
@@ -319,6 +354,8 @@ class Engine(PositionKeeper, DecisionCycle):
     async def _breaker_event(self, event: Any) -> None:
         """RiskManager hook: a breaker tripped or reset."""
         self._dirty = True
+        if event.breaker == "drawdown" and event.event == "reset" and self.equity is not None:
+            self.equity.rebase()  # drawdown is measured from the reset on
         key = f"{event.breaker}:{event.symbol}" if event.symbol else event.breaker
         self.runtime.set_breaker(key, event.reason if event.event == "trip" else None)
         kind, payload = ev.breaker_payload(event)

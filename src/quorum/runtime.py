@@ -47,14 +47,16 @@ class RuntimeState:
       `exchange_error`: last exchange call outcome.
     - `provider_last_success` {voter: wall ms}, `provider_last_error` {voter: short text};
       `providers`: the configured voter names (rules included when used).
-    - `breakers` {name: reason} for breakers currently blocking entries.
+    - `breakers` {name: reason} for breakers currently blocking entries; `paused_symbols`:
+      symbols an operator paused entries on (`quorum pause SYMBOL`).
     - `last_decisions`: most recent decisions (newest last), dicts such as
       {"time_ms", "symbol", "action", "confidence", "votes": [{"voter", "action",
       "confidence", ...}], "abstentions": [...], "verdict": ...}.
     - `positions`: open positions as dicts with keys symbol, side, entry_price, mark_price,
       quantity, leverage, pnl, stop_price, liquidation_price, take_profit, trailing_active,
       trailing_stop, peak_price, opened_ms (missing keys are shown as null).
-    - `equity`, `day_pnl`, `wallet_balance`, `sim_time_ms` (replay clock, if any).
+    - `equity`, `day_pnl`, `wallet_balance`, `unrealized_pnl`, `drawdown_pct` (from the equity
+      peak), `sim_time_ms` (replay clock, if any).
     - `live_override`: {"who", "why", "at"} when live trading was started over a failing gate.
     - `database_ok` / `database_error`: the engine's own view of Postgres (False while it waits
       for the database to return; nothing trades meanwhile).
@@ -78,10 +80,13 @@ class RuntimeState:
     provider_last_success: dict[str, int] = field(default_factory=dict)
     provider_last_error: dict[str, str] = field(default_factory=dict)
     breakers: dict[str, str] = field(default_factory=dict)
+    paused_symbols: list[str] = field(default_factory=list)
     last_decisions: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
     positions: list[dict[str, Any]] = field(default_factory=list)
     equity: float | None = None
     wallet_balance: float | None = None
+    unrealized_pnl: float | None = None
+    drawdown_pct: float | None = None
     day_pnl: float = 0.0
     sim_time_ms: int | None = None
     live_override: dict[str, Any] | None = None

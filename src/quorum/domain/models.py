@@ -253,6 +253,7 @@ class ExitReason(StrEnum):
     CONSENSUS_CLOSE = "consensus_close"
     LIQUIDATION = "liquidation"
     KILL_SWITCH = "kill_switch"
+    MANUAL = "manual"  # an operator closed it (quorum close, POST /control/positions/{symbol}/close, /close)
     PROTECTION_FAILED = "protection_failed"
     RECONCILIATION = "reconciliation"
     END_OF_DATA = "end_of_data"
