@@ -10,6 +10,9 @@ The engine emits (`await runtime.emit(kind, payload)`):
 - `reconciliation` a reconciliation run that made corrections: ok, count, kinds {kind: n},
   symbols, error (failed run)
 - `error`         where, symbol, error ("Type: message", secrets redacted), fatal, repeats
+- `control`       an operator control the engine carried out: action, target, who, via (cli | api |
+  telegram), status (done | noop | failed), detail  (`quorum.engine_parts.controls`; only when an
+  operator acts, so not among the trading `EVENT_KINDS`)
 
 Payloads are plain JSON-able dicts (the Telegram notifier prints them as `key: value` lines).
 Building them lives here so the engine stays short and every emitter says the same thing.

@@ -2,10 +2,12 @@
 
 Enabled when TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID are set. Events the engine emits through
 `RuntimeState.emit` (trade opened/closed, stop moved, breaker tripped/reset, reconciliation
-corrections, errors) are queued and sent to the allowed chat; a sender failure never blocks
-trading. Commands /status, /pause, /resume, /kill are obeyed from the allowed chat only; a
-message from any other chat is ignored and logged as such. The token is part of every Bot API
-URL, so neither URLs nor exception texts are ever logged — only method names and error types.
+corrections, errors, operator controls carried out) are queued and sent to the allowed chat; a
+sender failure never blocks trading. Commands (`quorum.notify.telegram_commands`: /status
+/positions /trades /profit /balance /daily /performance /breakers /gate /pause /resume /close
+/reset_breaker /kill /help ...) are obeyed from the allowed chat only; a message from any other
+chat is ignored and logged without its content. The token is part of every Bot API URL, so
+neither URLs nor exception texts are ever logged — only method names and error types.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import httpx
 import structlog
 
 from quorum.config import Settings
 from quorum.logging import redact
+from quorum.notify.telegram_commands import HELP, TelegramCommands
 from quorum.runtime import RuntimeState
+from quorum.scrub import scrub
 
 log = structlog.get_logger(__name__)
 
@@ -35,8 +40,9 @@ TITLES = {
     "reconciliation": "Reconciliation correction",
     "error": "Error",
     "kill": "Kill switch",
+    "control": "Operator control",
 }
-HELP = "Commands: /status, /pause, /resume, /kill"
+__all__ = ["HELP", "TelegramError", "TelegramNotifier", "format_event", "format_status"]
 
 
 def format_event(kind: str, payload: dict[str, Any]) -> str:
@@ -63,6 +69,10 @@ def format_status(status: dict[str, Any]) -> str:
                      f"stop {p.get('stop_price')} pnl {p.get('pnl')}")
     for b in status.get("breakers") or []:
         lines.append(f"breaker {b['name']}: {b['reason']}")
+    if status.get("paused_symbols"):
+        lines.append("entries paused on: " + ", ".join(status["paused_symbols"]))
+    if status.get("open_alerts"):
+        lines.append(f"open alerts: {len(status['open_alerts'])} (/alerts)")
     return "\n".join(lines)
 
 
@@ -71,7 +81,7 @@ class TelegramNotifier:
 
     def __init__(self, settings: Settings, runtime: RuntimeState, status: StatusProvider | None = None,
                  *, client: httpx.AsyncClient | None = None, poll_timeout_s: int = 25,
-                 queue_size: int = 500) -> None:
+                 queue_size: int = 500, pool: asyncpg.Pool | None = None, control_wait_s: float = 10.0) -> None:
         if not (settings.telegram_bot_token and settings.telegram_chat_id):
             raise ValueError("TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID must both be set")
         token = settings.telegram_bot_token.get_secret_value()
@@ -87,13 +97,15 @@ class TelegramNotifier:
         self.sent = 0
         self.ignored = 0
         self.dropped = 0
+        self.commands = TelegramCommands(settings, runtime, pool, status, format_status,
+                                         control_wait_s=control_wait_s)
 
     @classmethod
-    def from_settings(cls, settings: Settings, runtime: RuntimeState,
-                      status: StatusProvider | None = None) -> TelegramNotifier | None:
+    def from_settings(cls, settings: Settings, runtime: RuntimeState, status: StatusProvider | None = None,
+                      pool: asyncpg.Pool | None = None) -> TelegramNotifier | None:
         """A notifier when Telegram is configured, else None."""
         if settings.telegram_bot_token and settings.telegram_bot_token.get_secret_value() and settings.telegram_chat_id:
-            return cls(settings, runtime, status)
+            return cls(settings, runtime, status, pool=pool)
         return None
 
     # --- Bot API ------------------------------------------------------------------------------
@@ -112,9 +124,10 @@ class TelegramNotifier:
         return body.get("result")
 
     async def send(self, text: str) -> bool:
-        """Send a message to the allowed chat now; False (logged) on failure."""
+        """Send a message to the allowed chat now (scrubbed of key-like material: `quorum.scrub`);
+        False (logged) on failure."""
         try:
-            await self._call("sendMessage", {"chat_id": self.chat_id, "text": text[:4096],
+            await self._call("sendMessage", {"chat_id": self.chat_id, "text": scrub(text)[:4096],
                                              "disable_web_page_preview": True})
         except TelegramError as exc:
             log.warning("telegram.send_failed", method=exc.method, error=exc.reason)
@@ -155,24 +168,9 @@ class TelegramNotifier:
             log.warning("telegram.ignored_foreign_chat", chat_id=chat_id, update_id=update.get("update_id"))
             return None
         command = text.split()[0].split("@")[0].lower() if text else ""
-        if command == "/status":
-            status = await self._status() if self._status else {"mode": self.runtime.mode,
-                                                                 "paused": self.runtime.paused}
-            reply = format_status(status)
-        elif command == "/pause":
-            await self.runtime.pause()
-            reply = "Paused: no new entries; open positions keep their stops."
-        elif command == "/resume":
-            await self.runtime.resume()
-            reply = "Resumed."
-        elif command == "/kill":
-            result = await self.runtime.kill()
-            reply = ("Kill switch engaged: flattening everything." if self.runtime.on_kill is not None
-                     else "Kill requested, but no engine runs in this process: nothing was flattened.")
-            if isinstance(result, dict) and result:
-                reply += f"\n{result}"
-        else:
-            reply = HELP
+        sender = message.get("from") or {}
+        who = f"telegram:{sender.get('username') or sender.get('id') or chat_id}"
+        reply = await self.commands.handle(text, who)
         log.info("telegram.command", command=command or "(none)")
         await self.send(reply)
         return reply

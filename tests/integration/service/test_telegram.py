@@ -66,12 +66,16 @@ async def test_commands_from_allowed_chat_control_the_runtime(
     fake.push_message(CHAT, "/status")
     fake.push_message(CHAT, "/kill")
     assert await n.poll_once() == 2
+    assert killed == [] and not runtime.kill_requested  # /kill asks to confirm first
+    code = fake.sent[-1]["text"].split("/confirm ")[1].split()[0]
+    fake.push_message(CHAT, f"/confirm {code}")
+    assert await n.poll_once() == 1
     assert killed == [True] and runtime.kill_requested
     texts = [m["text"] for m in fake.sent]
     assert texts[0].startswith("Paused") and texts[1] == "Resumed."
-    assert texts[2].startswith("mode paper") and "Kill switch engaged" in texts[3]
+    assert texts[2].startswith("mode paper") and "reply /confirm" in texts[3] and "Kill switch engaged" in texts[4]
     await n.poll_once()  # offsets advanced: nothing is handled twice
-    assert len(fake.sent) == 4
+    assert len(fake.sent) == 5
 
 
 async def test_message_from_another_chat_is_ignored_and_logged(
