@@ -1,6 +1,7 @@
-"""report.html: equity curve, drawdown, monthly returns and breakdown tables (plotly).
+"""report.html: equity curve, drawdown, monthly returns, breakdown tables and the trades (plotly).
 
-The file is self-contained (plotly's JavaScript is embedded once) so it opens offline.
+One generator for a backtest (`quorum backtest --out`) and a paper/live record (`quorum report
+--html`). The file is self-contained (plotly's JavaScript is embedded once) so it opens offline.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from quorum.domain.models import ClosedTrade
 from quorum.domain.statistics import monthly_returns
 
 _HEADLINE = (
@@ -47,6 +49,24 @@ def _table(title: str, groups: dict[str, dict[str, Any]]) -> str:
     return f"<h3>{html.escape(title)}</h3><table><tr>{head}</tr>{rows}</table>"
 
 
+_TRADE_COLUMNS = ("entry", "exit", "symbol", "side", "quantity", "entry price", "exit price", "leverage", "fees",
+                  "funding", "net P&L", "R", "exit reason", "voters")
+
+
+def _trades_table(trades: Sequence[ClosedTrade]) -> str:
+    if not trades:
+        return ""
+    head = "".join(f"<th>{c}</th>" for c in _TRADE_COLUMNS)
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in (
+            _dt(t.entry_ms).strftime("%Y-%m-%d %H:%M"), _dt(t.exit_ms).strftime("%Y-%m-%d %H:%M"), t.symbol,
+            t.side.value, f"{t.quantity:.10g}", t.entry_price, t.exit_price, t.leverage, t.fees, t.funding, t.net_pnl,
+            t.r_multiple, t.exit_reason, ", ".join(t.voters))) + "</tr>"
+        for t in trades
+    )
+    return f"<h3>Trades ({len(trades)}, net of fees and funding)</h3><table><tr>{head}</tr>{rows}</table>"
+
+
 def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
@@ -61,19 +81,27 @@ def _downsample(equity: Sequence[tuple[int, float]], limit: int = 5000) -> list[
 
 
 def render_report(summary: dict[str, Any], equity: Sequence[tuple[int, float]],
-                  breakdowns: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """The HTML text of the report."""
+                  breakdowns: dict[str, dict[str, dict[str, Any]]], *, title: str | None = None,
+                  trades: Sequence[ClosedTrade] = (),
+                  drawdown: Sequence[tuple[int, float]] | None = None) -> str:
+    """The HTML text of the report. `drawdown`: (time, −percent) points when the caller measured
+    them on a fuller history than `equity` (a record's compacted hours); else from `equity`.
+    `trades` adds the trades table; `title` replaces the backtest's."""
     pts = _downsample(equity)
     xs = [_dt(t) for t, _ in pts]
     ys = [v for _, v in pts]
-    peak = float("-inf")
-    dd = []
-    for v in ys:
-        peak = max(peak, v)
-        dd.append((v / peak - 1.0) * 100.0 if peak > 0 else 0.0)
+    if drawdown is not None:
+        dd_pts = _downsample(drawdown)
+        dd_xs, dd = [_dt(t) for t, _ in dd_pts], [v for _, v in dd_pts]
+    else:
+        peak = float("-inf")
+        dd_xs, dd = xs, []
+        for v in ys:
+            peak = max(peak, v)
+            dd.append((v / peak - 1.0) * 100.0 if peak > 0 else 0.0)
     eq_fig = go.Figure(go.Scatter(x=xs, y=ys, mode="lines", name="equity"))
     eq_fig.update_layout(title="Equity (USDT, marked to market)", height=380, margin={"t": 40})
-    dd_fig = go.Figure(go.Scatter(x=xs, y=dd, mode="lines", fill="tozeroy", name="drawdown %"))
+    dd_fig = go.Figure(go.Scatter(x=dd_xs, y=dd, mode="lines", fill="tozeroy", name="drawdown %"))
     dd_fig.update_layout(title="Drawdown (%)", height=260, margin={"t": 40})
     months = monthly_returns(equity, float(summary.get("initial_equity") or 0.0))
     m_fig = go.Figure(go.Bar(x=list(months), y=list(months.values()),
@@ -89,27 +117,30 @@ def render_report(summary: dict[str, Any], equity: Sequence[tuple[int, float]],
     )
     tables = "".join(
         _table(f"By {key.replace('_', ' ')}", breakdowns.get(key, {}))
-        for key in ("symbol", "side", "exit_reason", "voter", "hour")
+        for key in ("symbol", "side", "exit_reason", "voter", "hour", "day") if key in breakdowns
     )
     analyst = html.escape(str(summary.get("analyst", "?")))
+    heading = html.escape(title) if title else f"Quorum backtest — analyst: {analyst}"
     note = (
         "Win rates carry their sample size and a 95 % Wilson interval. P&amp;L is net of fees and "
         "funding. Past simulated results are not a forecast."
     )
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>Quorum backtest ({analyst})</title>
+<html><head><meta charset="utf-8"><title>{heading}</title>
 <style>body{{font-family:sans-serif;margin:24px;max-width:1200px}}table{{border-collapse:collapse;margin:8px 0}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f4f4f4}}</style></head>
-<body><h1>Quorum backtest — analyst: {analyst}</h1>
+<body><h1>{heading}</h1>
 <p>{html.escape(str(summary.get('period', '')))} · symbols: {html.escape(', '.join(summary.get('symbols', [])))}</p>
 <p><em>{note}</em></p>
 <table>{headline}</table>
 {''.join(figs)}
 {tables}
+{_trades_table(trades)}
 </body></html>
 """
 
 
 def write_report(path: Path, summary: dict[str, Any], equity: Sequence[tuple[int, float]],
-                 breakdowns: dict[str, dict[str, dict[str, Any]]]) -> None:
-    path.write_text(render_report(summary, equity, breakdowns), encoding="utf-8")
+                 breakdowns: dict[str, dict[str, dict[str, Any]]], **kw: Any) -> None:
+    """Write `render_report(...)` (keywords: title, trades, drawdown) to `path`."""
+    path.write_text(render_report(summary, equity, breakdowns, **kw), encoding="utf-8")

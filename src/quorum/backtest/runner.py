@@ -150,7 +150,7 @@ def write_outputs(result: BacktestResult, out_dir: Path) -> None:
     write_summary(out_dir / "summary.json", summary)
     write_trades(out_dir / "trades.csv", result.run.trades)
     write_equity(out_dir / "equity.csv", result.equity)
-    write_report(out_dir / "report.html", result.summary, result.equity, result.breakdowns)
+    write_report(out_dir / "report.html", result.summary, result.equity, result.breakdowns, trades=result.run.trades)
 
 
 async def analyst_proposals(market: MarketInput, settings: Settings, inputs: list[SymbolInput],

@@ -1,7 +1,10 @@
 """`quorum report`: the paper/live record from Postgres, with the backtest's statistics code.
 
-Win rate with n and its 95 % Wilson interval, profit factor, expectancy, drawdown, and the same
-figures by symbol, side, model (voter) and day. `--json` prints one JSON document.
+Win rate with n and its 95 % Wilson interval, profit factor, expectancy, drawdown (from the
+mark-to-market equity history), and the same figures by symbol, side, model (voter), hour of entry
+(UTC), exit reason and day. `--json` prints one JSON document; `--html OUT` writes the backtest's
+HTML report for the record, `--csv OUT` the closed trades with every fill, fee and funding payment
+(`report_files`). A path that cannot be written is one line, exit 2.
 """
 
 from __future__ import annotations
@@ -12,14 +15,17 @@ import math
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import typer
 
+from quorum.commands.report_files import OutputPathError, check_output_path, write_record_csv, write_record_html
 from quorum.config import Settings, load_settings
+from quorum.domain.models import ClosedTrade
 from quorum.domain.statistics import breakdown, compute_stats
-from quorum.gate_check import equity_curve, load_equity, load_trades
+from quorum.gate_check import equity_curve, load_equity, load_trades, record_drawdown
 from quorum.logging import configure_logging
 from quorum.store.db import DatabaseUnavailable, create_pool, resolve_database_url
 
@@ -36,17 +42,20 @@ async def record_pool(settings: Settings, *, max_size: int = 4) -> AsyncIterator
         await pool.close()
 
 
-async def build_report(pool: asyncpg.Pool, settings: Settings, mode: str) -> dict[str, Any]:
-    """Every figure of the record of `mode` (paper | live | backtest)."""
-    trades = await load_trades(pool, mode)
+async def build_report(pool: asyncpg.Pool, settings: Settings, mode: str,
+                       trades: list[ClosedTrade] | None = None) -> dict[str, Any]:
+    """Every figure of the record of `mode` (paper | live | backtest); `trades`: already loaded."""
+    trades = await load_trades(pool, mode) if trades is None else trades
     equity = equity_curve(trades, await load_equity(pool, mode), settings.initial_capital)
-    summary = compute_stats(trades, equity, settings.initial_capital)
+    summary = compute_stats(trades, equity, settings.initial_capital,
+                            await record_drawdown(pool, mode, trades, settings.initial_capital))
     return {
         "mode": mode,
         "summary": summary,
         "by_symbol": breakdown(trades, "symbol"),
         "by_side": breakdown(trades, "side"),
         "by_model": breakdown(trades, "voter"),
+        "by_hour": breakdown(trades, "hour"),
         "by_exit_reason": breakdown(trades, "exit_reason"),
         "by_day": breakdown(trades, "day"),
     }
@@ -84,7 +93,7 @@ def format_report(rep: dict[str, Any]) -> str:
         f"  fees {_fmt(s['fees_paid'])}  funding {_fmt(s['funding_paid'])}  sharpe {_fmt(s['sharpe'])}",
     ]
     for title, key in (("symbol", "by_symbol"), ("side", "by_side"), ("model", "by_model"),
-                       ("exit reason", "by_exit_reason"), ("day", "by_day")):
+                       ("hour of entry (UTC)", "by_hour"), ("exit reason", "by_exit_reason"), ("day", "by_day")):
         groups = rep[key]
         if not groups:
             continue
@@ -124,10 +133,21 @@ def _clean(v: Any) -> Any:
     return v
 
 
-async def _report(settings: Settings, mode: str, as_json: bool) -> str:
+async def _report(settings: Settings, mode: str, as_json: bool, html: Path | None = None,
+                  csv: Path | None = None) -> str:
     async with record_pool(settings) as pool:
-        rep = await build_report(pool, settings, mode)
+        trades = await load_trades(pool, mode)
+        rep = await build_report(pool, settings, mode, trades)
         rows = await win_rate_rows(pool)
+        written = []
+        if html is not None:
+            await write_record_html(pool, mode, rep, trades, settings.initial_capital, html)
+            written.append(f"wrote {html} (HTML report, {len(trades)} trades)")
+        if csv is not None:
+            n = await write_record_csv(pool, mode, csv)
+            written.append(f"wrote {csv} ({n} closed trades with their fills and funding payments)")
+    if written:
+        return "\n".join(written)
     if as_json:
         return json.dumps(_clean({**rep, "win_rate_view": rows}), default=_json_default, indent=2)
     return format_report(rep) + "\n" + format_win_rate_rows(rows)
@@ -138,15 +158,28 @@ def register(app: typer.Typer) -> None:
     def report(
         mode: str = typer.Option("paper", help="Which record: paper, live or backtest."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+        html: str | None = typer.Option(None, "--html", help="Write the HTML report (as a backtest's) to this file."),
+        csv: str | None = typer.Option(None, "--csv", help="Write closed trades with every fill and funding "
+                                                           "payment to this CSV file."),
     ) -> None:
-        """Print the record's statistics from Postgres (same code as the backtest summary)."""
+        """Print the record's statistics from Postgres (same code as the backtest summary), or
+        write them as an HTML report / a CSV of trades, fills and funding."""
         if mode not in ("paper", "live", "backtest"):
             print(f"error: --mode must be paper, live or backtest, not {mode!r}", file=sys.stderr)
             raise typer.Exit(2)
+        try:
+            html_path = None if html is None else check_output_path(html)
+            csv_path = None if csv is None else check_output_path(csv)
+        except OutputPathError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
         settings = load_settings()
         configure_logging(settings)
         try:
-            print(asyncio.run(_report(settings, mode, as_json)))
+            print(asyncio.run(_report(settings, mode, as_json, html_path, csv_path)))
+        except OutputPathError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
         except DatabaseUnavailable as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(1) from None
