@@ -1,4 +1,7 @@
-"""The FastAPI app: GET /health, /health/live, /status, /metrics; POST /control/{pause,resume,kill}.
+"""The FastAPI app: GET /health, /health/live, /status, /metrics; POST /control/{pause,resume,kill}
+and the operator controls of `quorum.api.controls` (breaker resets, close a position, pause a
+symbol, acknowledge/resolve an alert). Every control is recorded in `operator_actions`.
+HEAD /health and HEAD /health/live answer as GET does (same status and headers, no body).
 
 Controls need `Authorization: Bearer <API_TOKEN>` (constant-time comparison). Without a
 configured API_TOKEN every control request is refused. Request bodies larger than
@@ -11,23 +14,29 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import Metric
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from quorum.api.controls import add_control_routes
 from quorum.api.health import IoChecks, run_checks
-from quorum.api.status import RecordGauges, build_status, jsonable
+from quorum.api.metrics_view import RecordView, local_families, render
+from quorum.api.scrubbing import ScrubResponses
+from quorum.api.status import build_status, jsonable
 from quorum.cache import Cache
 from quorum.config import Settings
-from quorum.logging import redact, register_secrets
-from quorum.metrics import REGISTRY
+from quorum.logging import register_secrets
+from quorum.operator import record_done
 from quorum.runtime import RuntimeState
+from quorum.scrub import scrub_value
 
 log = structlog.get_logger(__name__)
 
@@ -101,22 +110,26 @@ def _authorize(settings: Settings, request: Request) -> JSONResponse | None:
 
 
 def safe_json(body: Any, status_code: int = 200) -> Response:
-    """JSON with every registered secret replaced by *** (engine-supplied texts such as provider
-    errors could carry one)."""
-    text = redact(json.dumps(jsonable(body), separators=(",", ":"), allow_nan=False, default=str))
+    """JSON with key-like material replaced by *** (`quorum.scrub`: engine-supplied texts such as
+    provider errors could carry a key)."""
+    text = json.dumps(scrub_value(jsonable(body)), separators=(",", ":"), allow_nan=False, default=str)
     return Response(text, status_code=status_code, media_type="application/json")
 
 
 def create_app(settings: Settings, runtime: RuntimeState, pool: asyncpg.Pool | None,
-               cache: Cache | None, *, check_ttl_s: float = 1.0) -> FastAPI:
+               cache: Cache | None, *, check_ttl_s: float = 1.0, record_ttl_s: float = 1.0,
+               process_metrics: Callable[[], Iterable[Metric]] = local_families) -> FastAPI:
     """Build the API around a shared `RuntimeState`, a Postgres pool and the cache. The database
-    and cache probes behind /health are reused for `check_ttl_s` seconds (0 = every request).
-    /health: 200 "ok", 200 "degraded" (a component on its fallback, listed under `degraded`) or
-    503 "fail" (components listed under `failing`)."""
+    and cache probes behind /health are reused for `check_ttl_s` seconds (0 = every request), the
+    record totals behind /status and /metrics for `record_ttl_s`. `process_metrics`: the engine
+    process's counters (this process's REGISTRY by default; the API process passes what the
+    engine process publishes). /health: 200 "ok", 200 "degraded" (a component on its fallback,
+    listed under `degraded`) or 503 "fail" (components listed under `failing`)."""
     register_secrets(settings.secret_values())
     app = FastAPI(title="Quorum", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimitMiddleware)
-    gauges = RecordGauges()
+    app.add_middleware(ScrubResponses)  # outermost: every body of every route is scrubbed
+    record = RecordView(record_ttl_s)
     io_checks = IoChecks(check_ttl_s)
 
     @app.exception_handler(StarletteHTTPException)
@@ -129,7 +142,7 @@ def create_app(settings: Settings, runtime: RuntimeState, pool: asyncpg.Pool | N
         log.error("api.internal_error", path=request.url.path, error=type(exc).__name__)
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
-    @app.get("/health")
+    @app.api_route("/health", methods=["GET", "HEAD"])
     async def health() -> Response:
         checks = await run_checks(settings, runtime, pool, cache, io_checks)
         failing = [name for name, c in checks.items() if not c.ok]
@@ -144,7 +157,7 @@ def create_app(settings: Settings, runtime: RuntimeState, pool: asyncpg.Pool | N
         }
         return safe_json(body, status_code=200 if not failing else 503)
 
-    @app.get("/health/live")
+    @app.api_route("/health/live", methods=["GET", "HEAD"])
     async def live() -> dict[str, Any]:
         """Liveness only: the process answers (use /health for readiness to trade)."""
         return {"status": "ok", "uptime_s": round(runtime.uptime_s(), 1)}
@@ -152,12 +165,15 @@ def create_app(settings: Settings, runtime: RuntimeState, pool: asyncpg.Pool | N
     @app.get("/status")
     async def status() -> Response:
         database, _ = await io_checks.get(pool, cache)  # the /health probe: /status never waits on a dead server
-        return safe_json(await build_status(runtime, pool, database=database))
+        return safe_json(await build_status(runtime, pool, database=database, record=record))
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
-        await gauges.refresh(runtime, pool)
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        """Record families from Postgres, state families from the /status body, the engine
+        process's counters (quorum.api.metrics_view)."""
+        database, _ = await io_checks.get(pool, cache)
+        body = jsonable(await build_status(runtime, pool, database=database, record=record))
+        return Response(render(body, record.last, process_metrics), media_type=CONTENT_TYPE_LATEST)
 
     async def _control(request: Request, action: str) -> Response:
         denied = _authorize(settings, request)
@@ -166,12 +182,14 @@ def create_app(settings: Settings, runtime: RuntimeState, pool: asyncpg.Pool | N
             log.warning("control.rejected", action=action, status=denied.status_code, client=client)
             return denied
         log.warning("control.accepted", action=action, client=client)
+        who = await _who(request, client)
         result = await runtime.control(action)
-        if action == "kill":
-            if runtime.on_kill is None:
-                return JSONResponse({"action": "kill", "ok": False, "paused": True,
-                                     "detail": "no engine runs in this process; nothing was flattened"},
-                                    status_code=503)
+        if action == "kill" and runtime.on_kill is None:
+            await _record(action, who, "failed", {"detail": "no engine: nothing was flattened"})
+            return JSONResponse({"action": "kill", "ok": False, "paused": True,
+                                 "detail": "no engine runs in this process; nothing was flattened"},
+                                status_code=503)
+        await _record(action, who, "done", {"paused": runtime.paused})
         body: dict[str, Any] = {"action": action, "ok": True, "paused": runtime.paused,
                                 "kill_requested": runtime.kill_requested}
         if dataclasses.is_dataclass(result) and not isinstance(result, type):
@@ -179,6 +197,26 @@ def create_app(settings: Settings, runtime: RuntimeState, pool: asyncpg.Pool | N
         if isinstance(result, dict):
             body["result"] = jsonable(result)
         return safe_json(body)
+
+    async def _who(request: Request, client: str | None) -> str:
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            body = {}
+        who = body.get("who") if isinstance(body, dict) else None
+        return who if isinstance(who, str) and who.strip() else f"api:{client or 'unknown'}"
+
+    async def _record(action: str, who: str, status: str, result: dict[str, Any]) -> None:
+        if pool is None:
+            return
+        try:  # the record of a control never stands in the way of the control itself
+            await record_done(pool, runtime.mode, who=who, surface="api", action=action, status=status,
+                              result=result)
+        except Exception as exc:
+            log.warning("control.record_failed", action=action, error=type(exc).__name__)
+
+    add_control_routes(app, lambda: runtime.mode, pool, lambda r: _authorize(settings, r),
+                       lambda body, code: safe_json(body, status_code=code))
 
     @app.post("/control/pause")
     async def pause(request: Request) -> Response:

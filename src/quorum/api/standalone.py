@@ -9,12 +9,13 @@ import sys
 import structlog
 
 from quorum.api.app import create_app
+from quorum.api.bind import guard_bind
 from quorum.api.server import make_server
 from quorum.cache import make_cache
 from quorum.config import ConfigError, load_settings
 from quorum.logging import configure_logging
 from quorum.runtime import RuntimeState
-from quorum.store.db import DatabaseUnavailable, create_pool, resolve_database_url
+from quorum.store.db import DatabaseUnavailable, create_pool, resolve_database_url, stop_embedded_postgres
 
 log = structlog.get_logger(__name__)
 
@@ -22,6 +23,7 @@ log = structlog.get_logger(__name__)
 async def serve() -> None:
     settings = load_settings()
     configure_logging(settings)
+    guard_bind(settings)
     url = resolve_database_url(settings.database_url.get_secret_value() if settings.database_url else None,
                                settings.var_dir)
     pool = await create_pool(url, min_size=1, max_size=4)
@@ -48,4 +50,6 @@ def main() -> int:
     except DatabaseUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        stop_embedded_postgres()  # the embedded server, when this process started it (no DATABASE_URL)
     return 0

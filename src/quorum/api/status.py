@@ -1,8 +1,10 @@
-"""GET /status body and the cheap record refresh behind GET /metrics.
+"""GET /status body (GET /metrics renders its state families from the same body).
 
-/status prefers the engine's in-process `RuntimeState`; when no engine runs in this process
-(`health_server.py` alone) it reads open positions, equity, breakers and the last decisions
-from Postgres. It only ever contains trading state — never settings, URLs or keys.
+/status prefers the engine's `RuntimeState` (in this process, or mirrored from the engine
+process); when no engine is in reach (`health_server.py` alone) it reads open positions, equity,
+drawdown, breakers and the last decisions from Postgres. Given a `RecordView` it adds the
+record's totals (trades, wins, P&L, fees, funding) read from Postgres. It only ever contains
+trading state — never settings, URLs or keys.
 """
 
 from __future__ import annotations
@@ -15,14 +17,13 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
-import structlog
 
-from quorum import metrics
 from quorum.api.health import Component
+from quorum.api.metrics_view import RecordView
 from quorum.runtime import RuntimeState, wall_ms
+from quorum.store.controls import ControlStore
+from quorum.store.equity import drawdown_base_ms, drawdown_since
 from quorum.store.positions import dt_to_ms
-
-log = structlog.get_logger(__name__)
 
 DB_TIMEOUT_S = 2.0  # /status and /metrics never wait longer on Postgres
 
@@ -101,10 +102,11 @@ async def _db_breakers(pool: asyncpg.Pool, mode: str) -> dict[str, str]:
 
 
 async def build_status(runtime: RuntimeState, pool: asyncpg.Pool | None, *,
-                       database: Component | None = None) -> dict[str, Any]:
+                       database: Component | None = None, record: RecordView | None = None) -> dict[str, Any]:
     """The /status body. `database`: the latest /health database probe, when the caller has one;
     a failing probe (or the engine reporting its database gone) marks `database` unavailable
-    and skips every query, so /status keeps answering from the engine's state in an outage."""
+    and skips every query, so /status keeps answering from the engine's state in an outage (the
+    `record` section is then the last one read, its `as_of_ms` saying when)."""
     now = wall_ms()
     engine = runtime.on_kill is not None or runtime.last_scan_ms is not None or runtime.equity is not None
     body: dict[str, Any] = {
@@ -118,9 +120,12 @@ async def build_status(runtime: RuntimeState, pool: asyncpg.Pool | None, *,
         "symbols": list(runtime.symbols),
         "equity": runtime.equity,
         "wallet_balance": runtime.wallet_balance,
+        "unrealized_pnl": runtime.unrealized_pnl,
+        "drawdown_pct": runtime.drawdown_pct,
         "day_pnl": runtime.day_pnl,
         "open_positions": [_position(p) for p in runtime.positions],
         "breakers": [{"name": k, "reason": v} for k, v in sorted(runtime.breakers.items())],
+        "paused_symbols": list(runtime.paused_symbols),
         "last_scan_ms": runtime.last_scan_ms,
         "last_decisions": [jsonable(d) for d in list(runtime.last_decisions)[-10:]],
         "live_override": jsonable(runtime.live_override),
@@ -129,8 +134,12 @@ async def build_status(runtime: RuntimeState, pool: asyncpg.Pool | None, *,
         "engine": jsonable(runtime.engine),
         # paper funding by rate source: the rate Binance published, or the PAPER_FUNDING_RATE fallback
         "funding": jsonable(runtime.funding),
+        # from the mark-to-market equity history in Postgres (unrealised P&L included)
+        "drawdown": None,
         "database": "ok",
     }
+    if record is not None and record.last is not None:
+        body["record"] = record.last.summary()
     if pool is None:
         body["database"] = "not configured"
         return body
@@ -146,66 +155,56 @@ async def build_status(runtime: RuntimeState, pool: asyncpg.Pool | None, *,
         body["database"] = f"unavailable (no answer within {DB_TIMEOUT_S:g}s)"
     except Exception as exc:
         body["database"] = f"unavailable ({type(exc).__name__})"
+    if record is not None:
+        fresh = await record.get(pool, runtime.mode)
+        if fresh is not None:
+            body["record"] = fresh.summary()
     return body
+
+
+async def history_drawdown(pool: asyncpg.Pool, mode: str) -> dict[str, Any]:
+    """Drawdown from the equity history: `current_pct` from the peak since the last drawdown
+    breaker reset (`since_ms`, None without one) to the last equity; `max_pct` over the whole
+    record (a reset never erases it); `rows` of history."""
+    base = await drawdown_base_ms(pool, mode)
+    now = await drawdown_since(pool, mode, base)
+    record = now if base is None else await drawdown_since(pool, mode)
+    return {"current_pct": now.current_pct, "max_pct": record.max_pct, "peak": now.peak, "equity": now.equity,
+            "since_ms": base, "rows": record.rows}
 
 
 async def _from_database(body: dict[str, Any], runtime: RuntimeState, pool: asyncpg.Pool, engine: bool) -> None:
     """Fill in from Postgres what no engine in reach provides (and a live override's record)."""
+    try:
+        body["drawdown"] = jsonable(await history_drawdown(pool, runtime.mode))
+    except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):  # the engine side has not migrated yet
+        body["drawdown"] = None
     if body["live_override"] is None and runtime.mode == "live":
         row = await pool.fetchrow("SELECT who, why, at FROM live_overrides ORDER BY id DESC LIMIT 1")
         if row is not None:
             body["live_override"] = jsonable(dict(row))
+    controls = ControlStore(pool, runtime.mode)
+    try:
+        body["operator_actions"] = jsonable(await controls.recent(10))  # newest first
+        body["open_alerts"] = jsonable(await controls.open_alerts())
+        reset = await controls.last_drawdown_reset()  # where the drawdown breaker's peak restarted
+    except asyncpg.UndefinedTableError:  # the API is up before the engine side has migrated
+        body["operator_actions"], body["open_alerts"], reset = [], [], None
+    body["last_drawdown_reset"] = None if reset is None else jsonable(
+        {k: reset[k] for k in ("record_at", "peak_before", "equity_at_reset", "drawdown_pct_before", "who", "at")})
     if not engine:
+        body["paused_symbols"] = sorted(await controls.paused_symbols())
         body["open_positions"] = await _db_positions(pool, runtime.mode)
         body["last_decisions"] = await _db_decisions(pool, runtime.mode)
         body["breakers"] = [{"name": k, "reason": v}
                             for k, v in sorted((await _db_breakers(pool, runtime.mode)).items())]
         eq = await pool.fetchrow(
-            "SELECT equity, wallet_balance FROM equity_snapshots WHERE mode = $1 ORDER BY at DESC, id DESC LIMIT 1",
+            """SELECT equity, wallet_balance, unrealized_pnl
+               FROM equity_snapshots WHERE mode = $1 ORDER BY at DESC, id DESC LIMIT 1""",
             runtime.mode)
         if eq is not None:
             body["equity"], body["wallet_balance"] = float(eq["equity"]), float(eq["wallet_balance"])
-
-
-class RecordGauges:
-    """Refreshes the record gauges (win rate, realised P&L, drawdown, open positions, equity)
-    from Postgres at most once per `min_interval_s`, so scrapes stay cheap."""
-
-    def __init__(self, min_interval_s: float = 5.0) -> None:
-        self.min_interval_s = min_interval_s
-        self._last = 0.0
-        self._failing = False  # log the first failure of an outage only, and the recovery
-
-    async def refresh(self, runtime: RuntimeState, pool: asyncpg.Pool | None) -> None:
-        if pool is None or time.monotonic() - self._last < self.min_interval_s:
-            return
-        self._last = time.monotonic()
-        try:
-            row = await asyncio.wait_for(pool.fetchrow(
-                """SELECT (SELECT count(*) FROM closed_trades WHERE mode = $1) AS trades,
-                          (SELECT count(*) FILTER (WHERE is_win) FROM closed_trades WHERE mode = $1) AS wins,
-                          (SELECT coalesce(sum(net_pnl), 0) FROM closed_trades WHERE mode = $1) AS realized,
-                          (SELECT count(*) FROM positions WHERE mode = $1 AND status = 'open') AS open_positions,
-                          (SELECT max(equity) FROM equity_snapshots WHERE mode = $1) AS peak,
-                          (SELECT equity FROM equity_snapshots WHERE mode = $1 ORDER BY at DESC, id DESC LIMIT 1)
-                              AS last_equity""",
-                runtime.mode,
-            ), DB_TIMEOUT_S)
-        except Exception as exc:
-            if not self._failing:
-                log.warning("metrics.refresh_failed", error=type(exc).__name__)
-            self._failing = True
-            return
-        if self._failing:
-            log.info("metrics.refresh_recovered")
-            self._failing = False
-        assert row is not None
-        if row["trades"]:
-            metrics.WIN_RATE.set(row["wins"] / row["trades"])
-        metrics.REALIZED_PNL.set(float(row["realized"]))
-        if runtime.equity is None:  # no engine here: the record is the source
-            metrics.OPEN_POSITIONS.set(row["open_positions"])
-            if row["last_equity"] is not None:
-                metrics.EQUITY.set(float(row["last_equity"]))
-        if row["peak"] is not None and row["last_equity"] is not None and float(row["peak"]) > 0:
-            metrics.DRAWDOWN.set((float(row["peak"]) - float(row["last_equity"])) / float(row["peak"]) * 100.0)
+            body["unrealized_pnl"] = float(eq["unrealized_pnl"])
+    dd = body["drawdown"]  # without an engine, the history's current drawdown (an engine publishes its own)
+    if body.get("drawdown_pct") is None and dd and dd.get("rows") and dd.get("current_pct") is not None:
+        body["drawdown_pct"] = max(0.0, float(dd["current_pct"]))

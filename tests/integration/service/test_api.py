@@ -255,3 +255,25 @@ async def test_io_checks_are_reused_within_their_ttl(pg_url: str) -> None:
     await pool.close()
     assert (await cached.get(pool, None))[0].ok  # reused: no query within the TTL
     assert not (await fresh.get(pool, None))[0].ok
+
+
+async def test_head_health_answers_like_get(settings: Settings, runtime: RuntimeState, pool: asyncpg.Pool) -> None:
+    """HEAD /health (load balancers, `curl -I`): GET's status code and headers, no body — 200 while
+    healthy, 503 once the scan is stale; HEAD /health/live too."""
+    app = create_app(settings, runtime, pool, MemoryTTLCache(), check_ttl_s=0)
+    server, task = await start_server(app, "127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{bound_port(server)}") as c:
+            for stale in (False, True):
+                if stale:
+                    runtime.mark_scan(wall_ms() - 3_600_000)
+                get, head = await c.get("/health"), await c.head("/health")
+                assert head.status_code == get.status_code == (503 if stale else 200)
+                assert head.content == b"" and get.content
+                assert head.headers["content-type"] == get.headers["content-type"] == "application/json"
+                assert int(head.headers["content-length"]) > 0  # what GET's body would be
+            live = await c.head("/health/live")
+            assert live.status_code == 200 and live.content == b""
+            assert (await c.head("/status")).status_code == 405  # only the health probes
+    finally:
+        await stop_server(server, task)

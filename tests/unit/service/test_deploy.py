@@ -8,19 +8,17 @@ from pathlib import Path
 
 import yaml
 
-from quorum.metrics import REGISTRY
+from quorum.metrics import RECORD_FAMILIES, REGISTRY, STATE_FAMILIES
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _exposed_names() -> set[str]:
-    names: set[str] = set()
+def exposed_names() -> set[str]:
+    """Every sample name /metrics can carry: the record and state families, and the engine registry's."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    names = {f.name + sfx for f in (*RECORD_FAMILIES, *STATE_FAMILIES) for sfx in suffixes[f.type]}
     for family in REGISTRY.collect():
-        for sample in family.samples:
-            names.add(sample.name)
-        base = family.name
-        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}.get(family.type, ("",))
-        names.update(base + sfx for sfx in suffixes)
+        names.update(family.name + sfx for sfx in suffixes.get(family.type, ("",)))
     return names
 
 
@@ -46,7 +44,7 @@ def test_dashboard_queries_only_existing_metrics() -> None:
     for needed in ("Equity over time", "Drawdown over time", "P&L (USD)", "Open positions", "Win rate",
                    "Model latency p50 / p95 (s)", "Model cost (USD / day)", "Errors / h"):
         assert needed in titles
-    exposed = _exposed_names()
+    exposed = exposed_names()
     used = {m for p in dash["panels"] for t in p["targets"] for m in re.findall(r"quorum_[a-z0-9_]+", t["expr"])}
     missing = sorted(used - exposed)
     assert not missing, missing
