@@ -23,7 +23,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import structlog
 
+from quorum.api.bind import guard_bind
 from quorum.api.process import ApiProcess
+from quorum.api.restart import start_through_outages
 from quorum.api.status import build_status
 from quorum.cache import Cache, FallbackCache, make_cache
 from quorum.config import Settings, TradingMode, timeframe_seconds
@@ -136,7 +138,8 @@ async def service_surface(settings: Settings, runtime: RuntimeState, *, port: in
     The API comes first and needs no database, so while Postgres is down at start-up /health
     answers 503 `database`; the database is waited for with capped backoff until it answers or
     `stop` is set (without `stop`, SIGINT/SIGTERM during the wait stop it), which raises
-    `StartupStopped`. A server that refuses us raises `ConfigError`; a busy port `ApiPortInUse`."""
+    `StartupStopped`. A server that refuses us raises `ConfigError`; a busy port `ApiPortInUse`; a
+    non-loopback API_HOST without API_TOKEN `ConfigError` (before anything starts)."""
     url = database_url or configured_database_url(settings)
     runtime.loop = asyncio.get_running_loop()
     api: ApiProcess | None = None
@@ -146,6 +149,7 @@ async def service_surface(settings: Settings, runtime: RuntimeState, *, port: in
     notifier_task: asyncio.Task[None] | None = None
     try:
         if serve:
+            guard_bind(settings, port)  # no token, no exposure; an exposure is logged with its endpoints
             api = ApiProcess(settings, runtime, url, host=settings.api_host,
                              port=settings.api_port if port is None else port)
             port = await api.start()
@@ -162,7 +166,8 @@ async def service_surface(settings: Settings, runtime: RuntimeState, *, port: in
                            on_change=_mirror_cache(runtime))
         surface = Surface(settings, runtime, pool, cache, port=port if serve else None)
         db_pool = pool
-        surface.notifier = TelegramNotifier.from_settings(settings, runtime, lambda: build_status(runtime, db_pool))
+        surface.notifier = TelegramNotifier.from_settings(settings, runtime, lambda: build_status(runtime, db_pool),
+                                                          pool=db_pool)
         if surface.notifier is not None:
             runtime.listeners.append(surface.notifier.on_event)
             notifier_task = asyncio.create_task(surface.notifier.run())
@@ -275,47 +280,13 @@ async def _close_quietly(app: Any) -> None:
         log.info("service.start_cleanup", error=type(exc).__name__)
 
 
-def database_lost_in(exc: BaseException) -> bool:
-    """True when `exc` (or what caused it) is a lost connection to Postgres."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, asyncpg.PostgresConnectionError | asyncpg.exceptions.OperatorInterventionError
-                      | asyncpg.InterfaceError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-async def start_through_outages(start: Callable[[], Awaitable[Any]], pool: asyncpg.Pool, url: str,
-                                stopped: asyncio.Event) -> Any | None:
-    """Run the engine's start (`start()`); when Postgres goes away during it, wait for the database
-    and start again from the beginning (the start is crash-only: reconcile, re-protect, catch up).
-    Anything else propagates. None when a stop signal came first."""
-    while not stopped.is_set():
-        try:
-            return await start()
-        except Exception as exc:
-            probe_failed = False
-            try:
-                await asyncio.wait_for(pool.fetchval("SELECT 1"), 3.0)
-            except Exception:
-                probe_failed = True
-            if not (probe_failed or database_lost_in(exc)):
-                raise
-            log.warning("service.start_interrupted", reason="database lost during the start",
-                        error=type(exc).__name__, hint="waiting for Postgres; the start runs again")
-        if not await wait_for_database(url, stop=stopped):
-            return None
-        await asyncio.sleep(1.0)
-    return None
-
-
 async def run_demo(settings: Settings, *, data_dir: str, symbols: str, speed: float, port: int | None,
                    keep_serving_s: float, days: float | None = None, database: str | None = None) -> int:
     """`quorum demo`: replay the bundled data through the paper engine as fast as possible
     (or at `speed` simulated seconds per second) with the API up, then print the record.
     `days` limits the replayed span (after the indicator warm-up); None = all the data."""
     from quorum.commands.report import build_report, format_report, format_win_rate_rows, win_rate_rows
+    from quorum.store.equity import EquityRepository
 
     data = Path(data_dir)
     syms = [s.strip().upper() for s in symbols.split(",") if s.strip()]
@@ -355,6 +326,9 @@ async def run_demo(settings: Settings, *, data_dir: str, symbols: str, speed: fl
             await asyncio.sleep(keep_serving_s)
         report = await build_report(surface.pool, settings, "paper")
         rows = await win_rate_rows(surface.pool)
+        history = await EquityRepository(surface.pool, "paper").count()
+    print(f"Equity history: {sum(history.values())} rows in equity_snapshots ("
+          + ", ".join(f"{n} {kind}" for kind, n in sorted(history.items())) + ")")
     print(format_report(report))
     print(format_win_rate_rows(rows))
     return 0

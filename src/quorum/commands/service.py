@@ -4,13 +4,15 @@
   go-live gate passes, or `--override-gate --who NAME --why TEXT` is given; the override is
   recorded in `live_overrides` (who, when, why, the failing gate report) and shown on /status.
 - `readiness`: the go-live gate on the paper record; exit code 0 pass, 1 fail.
-- `kill`: asks the running service to flatten everything (POST /control/kill with API_TOKEN).
+- `kill`: asks the running service to flatten everything (POST /control/kill with API_TOKEN); the
+  kill switch leaves a critical alert (`quorum alerts resolve ID` once dealt with).
 - `demo`: the newcomer's first run (see `quorum.api.runner`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import sys
 from typing import Any
@@ -25,6 +27,7 @@ from quorum.config import ConfigError, Settings, TradingMode, load_settings
 from quorum.domain.gate import GateReport
 from quorum.gate_check import check_gate, format_gate
 from quorum.logging import configure_logging
+from quorum.operator import record_done
 from quorum.store.db import DatabaseUnavailable
 from quorum.store.state import OverrideRepository
 
@@ -70,7 +73,7 @@ async def request_kill(settings: Settings, url: str | None = None, timeout: floa
     host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
     base = url or f"http://{host}:{settings.api_port}"
     async with httpx.AsyncClient(base_url=base, timeout=timeout) as client:
-        r = await client.post("/control/kill",
+        r = await client.post("/control/kill", json={"who": f"{_user()} (quorum kill)"},
                               headers={"Authorization": f"Bearer {settings.api_token.get_secret_value()}"})
     try:
         body = r.json()
@@ -90,8 +93,18 @@ async def direct_kill(settings: Settings) -> dict[str, Any]:
             report = await app.engine.kill_switch.engage("kill requested from the CLI", actor="cli")
         finally:
             await app.close()
+        await record_done(pool, settings.trading_mode.value, who=_user(), surface="cli", action="kill",
+                          reason="quorum kill --direct", status="done" if report.ok else "failed",
+                          result={"closed": len(report.closed), "failed": len(report.failed)})
     return {"ok": bool(report.ok), "reason": report.reason, "cancelled": report.cancelled,
             "closed": report.closed, "failed": report.failed}
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "cli"
 
 
 def register(app: typer.Typer) -> None:
@@ -178,6 +191,7 @@ def register(app: typer.Typer) -> None:
 
         settings = load_settings()
         configure_logging(settings)
+        settings.check_bind()  # before the demo database is touched
         try:
             code = asyncio.run(run_demo(settings, data_dir=data, symbols=symbols, speed=speed, port=port,
                                         keep_serving_s=keep_serving, days=days or None))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import asyncpg
 import structlog
 
 from quorum.config import ConfigError
+from quorum.scrub import scrub, scrub_value
 
 log = structlog.get_logger(__name__)
 
@@ -41,27 +43,75 @@ def redact_url(url: str) -> str:
 
 
 def start_embedded_postgres(var_dir: Path) -> str:
-    """Start (or reuse) an embedded PostgreSQL in `var_dir/pgdata` and return its URL."""
+    """Start (or reuse) an embedded PostgreSQL in `var_dir/pgdata` and return its URL.
+
+    The server is shared by every Quorum process on the same VAR_DIR (pgserver keeps their pids
+    in `pgdata/.handle_pids.json`) and stopped by the last one to exit cleanly
+    (`stop_embedded_postgres`). A server left behind by a killed process (its pid is dead) is
+    detected here, logged and reused — never a second server on the same data."""
     data_dir = (var_dir / "pgdata").resolve()
     if data_dir not in _embedded_servers:
         import pgserver  # heavy import, only when needed
 
         data_dir.mkdir(parents=True, exist_ok=True)
+        orphan = _forget_dead_handles(data_dir)
         server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
         exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{EMBEDDED_DB_NAME}';")
         if "1 row" not in exists:
             server.psql(f"CREATE DATABASE {EMBEDDED_DB_NAME};")
         _embedded_servers[data_dir] = server
-        log.info("database.embedded", data_dir=str(data_dir))
+        if orphan is not None:
+            log.warning("database.embedded_orphan_reused", data_dir=str(data_dir), server_pid=orphan[0],
+                        dead_pids=orphan[1])
+        log.info("database.embedded", data_dir=str(data_dir), server_pid=server.get_pid())
     uri: str = _embedded_servers[data_dir].get_uri(EMBEDDED_DB_NAME)
     return uri
 
 
-def stop_embedded_postgres(var_dir: Path) -> None:
-    """Stop an embedded server this process started (tests, the demo's end)."""
-    server = _embedded_servers.pop((var_dir / "pgdata").resolve(), None)
-    if server is not None:
-        server.cleanup()
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _forget_dead_handles(data_dir: Path) -> tuple[int | None, list[int]] | None:
+    """Drop the pids of processes that died without letting go of the server (SIGKILL, OOM):
+    left in the list, the server would never be stopped again. Returns (server pid, dead pids)
+    when a server is still running for them (an orphan, reused next), else None."""
+    from pgserver.postgres_server import PostgresServer
+    from pgserver.utils import PostmasterInfo
+
+    handles = data_dir / ".handle_pids.json"
+    with PostgresServer._lock:
+        try:
+            pids = [int(p) for p in json.loads(handles.read_text())]
+        except (OSError, ValueError, TypeError):
+            return None
+        dead = [p for p in pids if not _alive(p)]
+        if not dead:
+            return None
+        handles.write_text(json.dumps([p for p in pids if p not in dead]))
+        info = PostmasterInfo.read_from_pgdata(data_dir)
+    if info is None or not info.is_running():
+        return None
+    return info.pid, dead
+
+
+def stop_embedded_postgres(var_dir: Path | None = None) -> None:
+    """Let go of the embedded server(s) this process started (all when `var_dir` is None); the
+    server stops unless another live Quorum process still uses it. Called when a command exits
+    cleanly (`quorum.cli.main`, `health_server.py`)."""
+    dirs = list(_embedded_servers) if var_dir is None else [(var_dir / "pgdata").resolve()]
+    for data_dir in dirs:
+        server = _embedded_servers.pop(data_dir, None)
+        if server is not None:
+            others = [p for p in server.global_process_id_list.get() if p != os.getpid() and _alive(p)]
+            server.cleanup()  # pg_ctl stop -w when no other process holds it
+            log.info("database.embedded_released", data_dir=str(data_dir), server_pid=server.get_pid(),
+                     stopped=not others, still_used_by=others or None)
 
 
 def resolve_database_url(database_url: str | None, var_dir: Path) -> str:
@@ -72,9 +122,22 @@ def resolve_database_url(database_url: str | None, var_dir: Path) -> str:
     return start_embedded_postgres(var_dir)
 
 
+def _encode_json(value: Any) -> str:
+    return json.dumps(scrub_value(value))
+
+
+def _identity(text: str) -> str:
+    return text
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
+    """Every connection Quorum opens scrubs what it writes: each `text` parameter and each string
+    inside a `json`/`jsonb` parameter passes through `quorum.scrub` (so no column — errors,
+    reasons, raw replies, alerts, details — can store a key, whatever the caller). Quorum's own
+    identifiers are left as they are by the scrubber, so lookups by id are unaffected."""
     for typename in ("json", "jsonb"):
-        await conn.set_type_codec(typename, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(typename, encoder=_encode_json, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("text", encoder=scrub, decoder=_identity, schema="pg_catalog", format="text")
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0) -> asyncpg.Pool:
@@ -152,6 +215,15 @@ async def _pause(delay_s: float, stop: asyncio.Event | None, sleep: Callable[[fl
     finally:
         for task in (sleeper, stopper):
             task.cancel()
+
+
+async def database_answers(pool: asyncpg.Pool, timeout_s: float = 3.0) -> bool:
+    """True when the server answers a trivial query within `timeout_s` (an outage probe)."""
+    try:
+        await asyncio.wait_for(pool.fetchval("SELECT 1"), timeout_s)
+    except Exception:
+        return False
+    return True
 
 
 async def wait_for_database(url: str, *, stop: asyncio.Event | None = None,

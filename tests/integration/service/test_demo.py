@@ -31,9 +31,12 @@ async def test_demo_replays_bundled_data_into_its_own_database(capsys: pytest.Ca
         try:
             decisions = await conn.fetchval("SELECT count(*) FROM decisions WHERE mode = 'paper'")
             votes = await conn.fetchval("SELECT count(*) FROM model_votes WHERE voter = 'rules'")
+            bars = await conn.fetchval("SELECT count(*) FROM equity_snapshots WHERE mode = 'paper' AND kind = 'bar'")
+            rows = await conn.fetchval("SELECT count(*) FROM equity_snapshots")
         finally:
             await conn.close()
         assert decisions == 48 and votes >= 48  # 12 h of 15m decisions, each voted by the rules analyst
+        assert bars == 144 and f"Equity history: {rows} rows" in out  # a row per 5m close (and per fill)
         admin = await asyncpg.connect(ADMIN_URL)  # the configured database holds no demo rows
         try:
             assert await admin.fetchval("SELECT to_regclass('public.decisions')") is None

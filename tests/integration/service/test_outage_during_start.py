@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from quorum.api.runner import database_lost_in, start_through_outages
+from quorum.api.restart import database_lost_in, start_through_outages
 from tests.outages import PrivatePostgres
 
 
