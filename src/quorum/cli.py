@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 
 import typer
@@ -38,7 +39,12 @@ _register_all()
 def main() -> None:
     """Console entry point: config problems become one clear line and exit code 2. On the way out
     the embedded Postgres this command started (if any) is let go of: stopped, unless another
-    Quorum process still uses it."""
+    Quorum process still uses it.
+
+    SIGTERM ends a command cleanly from its first moment (exit 143; `run` and `demo` replace this
+    with their own stop once their loop runs): as PID 1 in a container a signal left to its default
+    action is ignored, and the container would only stop when killed."""
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except ConfigError as exc:
@@ -46,6 +52,10 @@ def main() -> None:
         raise SystemExit(2) from None
     finally:
         release_embedded_postgres()
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def release_embedded_postgres() -> None:

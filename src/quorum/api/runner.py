@@ -27,6 +27,7 @@ from quorum.api.bind import guard_bind
 from quorum.api.process import ApiProcess
 from quorum.api.restart import start_through_outages
 from quorum.api.status import build_status
+from quorum.api.stopping import StopRequest, stop_on_signals
 from quorum.cache import Cache, FallbackCache, make_cache
 from quorum.config import Settings, TradingMode, timeframe_seconds
 from quorum.notify.telegram import TelegramNotifier
@@ -195,26 +196,10 @@ async def _close_pool(pool: asyncpg.Pool, timeout_s: float = 10.0) -> None:
         pool.terminate()
 
 
-_pending: set[asyncio.Task[Any]] = set()
-
-
 def configured_database_url(settings: Settings) -> str:
     """DATABASE_URL, or the embedded server under VAR_DIR."""
     return resolve_database_url(settings.database_url.get_secret_value() if settings.database_url else None,
                                 settings.var_dir)
-
-
-def _install_stop(stop: Any) -> None:
-    """SIGINT/SIGTERM → `stop()` (a coroutine function): the engine finishes its step and exits."""
-    loop = asyncio.get_running_loop()
-
-    def handler() -> None:
-        log.info("service.stopping")
-        _pending.add(loop.create_task(stop()))
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, handler)
 
 
 async def build_app(settings: Settings, surface: Surface, **overrides: Any) -> Any:
@@ -228,23 +213,28 @@ async def build_app(settings: Settings, surface: Surface, **overrides: Any) -> A
 async def run_service(settings: Settings, *, override_gate: bool = False, who: str | None = None,
                       why: str | None = None) -> int:
     """`quorum run`: refuse live without the gate (or a recorded override), then serve until stopped."""
+
+    with stop_on_signals() as stop:
+        return await _serve_until_stopped(settings, stop, override_gate=override_gate, who=who, why=why)
+
+
+async def _serve_until_stopped(settings: Settings, stop: StopRequest, *, override_gate: bool, who: str | None,
+                               why: str | None) -> int:
     from quorum.commands.service import authorize_live_start
 
     runtime = RuntimeState(mode=settings.trading_mode.value, scan_interval_s=float(settings.scan_interval_seconds),
                            symbols=list(settings.symbols))
     # one surface: /health answers from the first moment (503 `database` while Postgres is awaited)
-    async with service_surface(settings, runtime) as surface:
+    async with service_surface(settings, runtime, stop=stop.event) as surface:
         if override_gate and settings.trading_mode is not TradingMode.LIVE:
             log.info("gate.override_ignored", reason="not live mode")
-        stopped = asyncio.Event()
         current: list[Any] = []
 
-        async def stop() -> None:
-            stopped.set()
+        async def stop_engine() -> None:
             if current:
                 await current[0].engine.stop()
 
-        _install_stop(stop)
+        stop.on_stop(stop_engine)
 
         async def start() -> Any:
             if settings.trading_mode is TradingMode.LIVE:
@@ -253,6 +243,8 @@ async def run_service(settings: Settings, *, override_gate: bool = False, who: s
                 runtime.live_override = override
             app = await build_app(settings, surface)
             current[:] = [app]
+            if stop.requested:  # the signal came while the engine was being built
+                await app.engine.stop()
             try:
                 await app.engine.start()
             except BaseException:
@@ -261,10 +253,11 @@ async def run_service(settings: Settings, *, override_gate: bool = False, who: s
                 raise
             return app
 
-        app = await start_through_outages(start, surface.pool, configured_database_url(settings), stopped)
+        app = await start_through_outages(start, surface.pool, configured_database_url(settings), stop.event)
         if app is not None:
             try:
-                if not app.engine.stopping and not stopped.is_set():
+                if not app.engine.stopping and not stop.requested:
+                    stop.phase = "running"
                     log.info("service.started", mode=runtime.mode, port=surface.port)
                     await app.engine.run()
             finally:
@@ -285,6 +278,14 @@ async def run_demo(settings: Settings, *, data_dir: str, symbols: str, speed: fl
     """`quorum demo`: replay the bundled data through the paper engine as fast as possible
     (or at `speed` simulated seconds per second) with the API up, then print the record.
     `days` limits the replayed span (after the indicator warm-up); None = all the data."""
+
+    with stop_on_signals() as stop:
+        return await _demo(settings, stop, data_dir=data_dir, symbols=symbols, speed=speed, port=port,
+                           keep_serving_s=keep_serving_s, days=days, database=database)
+
+
+async def _demo(settings: Settings, stop: StopRequest, *, data_dir: str, symbols: str, speed: float,
+                port: int | None, keep_serving_s: float, days: float | None, database: str | None) -> int:
     from quorum.commands.report import build_report, format_report, format_win_rate_rows, win_rate_rows
     from quorum.store.equity import EquityRepository
 
@@ -301,29 +302,35 @@ async def run_demo(settings: Settings, *, data_dir: str, symbols: str, speed: fl
     first_ms = max(_first_open_ms(data / f"{s}-futures-5m.csv.gz") for s in syms)
     start_ms = (first_ms + WARMUP_DAYS * DAY_MS) // exec_ms * exec_ms
     demo_url = await fresh_demo_database(configured_database_url(settings), database or DEMO_DATABASE)
-    async with service_surface(settings, runtime, port=port, database_url=demo_url) as surface:
+    async with service_surface(settings, runtime, port=port, database_url=demo_url, stop=stop.event) as surface:
         print(f"Quorum demo: replaying {', '.join(syms)} from {data}/ "
               f"({'as fast as possible' if not speed else f'{speed:g}x'}); "
               f"API on http://{settings.api_host}:{surface.port} (/health /status /metrics)", flush=True)
         print(f"  record: paper mode in its own database {redact_url(demo_url)}", flush=True)
         app = await build_app(settings, surface, mode="paper", data_dir=data, symbols=syms,
                               start_ms=start_ms, speed=speed or None)
-        _install_stop(app.engine.stop)
+        stop.on_stop(app.engine.stop)
         end_ms = min(int(app.market.builder(s).base.open_ms[-1]) for s in syms) + exec_ms
         if days:
             end_ms = min(end_ms, start_ms + int(days * DAY_MS))
         print(f"  simulated {_iso(start_ms)} → {_iso(end_ms)} after {WARMUP_DAYS} days of indicator history",
               flush=True)
         started = time.monotonic()
+        stats = None
         try:
-            await app.engine.start()
-            stats = await app.engine.run(until_ms=end_ms)
+            if not stop.requested:
+                stop.phase = "replay"
+                await app.engine.start()
+                stats = await app.engine.run(until_ms=end_ms)
         finally:
             await app.close()
-        print(f"  replay done in {time.monotonic() - started:.1f}s: {stats.steps} bar steps, {stats.cycles} "
-              f"decision cycles, {stats.entries} entries, {stats.closes} closed trades", flush=True)
-        if keep_serving_s > 0:
-            await asyncio.sleep(keep_serving_s)
+        if stats is not None:
+            print(f"  replay {'stopped by a signal' if stop.requested else 'done'} in "
+                  f"{time.monotonic() - started:.1f}s: {stats.steps} bar steps, {stats.cycles} "
+                  f"decision cycles, {stats.entries} entries, {stats.closes} closed trades", flush=True)
+        if keep_serving_s > 0 and not stop.requested:
+            stop.phase = "keep-serving"
+            await stop.sleep(keep_serving_s)
         report = await build_report(surface.pool, settings, "paper")
         rows = await win_rate_rows(surface.pool)
         history = await EquityRepository(surface.pool, "paper").count()
