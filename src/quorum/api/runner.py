@@ -246,7 +246,7 @@ async def _serve_until_stopped(settings: Settings, stop: StopRequest, *, overrid
             if stop.requested:  # the signal came while the engine was being built
                 await app.engine.stop()
             try:
-                await app.engine.start()
+                await stop.unless_stopped(app.engine.start())  # a stop cuts the exchange's retries short
             except BaseException:
                 current.clear()
                 await _close_quietly(app)

@@ -55,6 +55,24 @@ class StopRequest:
             await asyncio.wait_for(self.event.wait(), seconds)
         return self.requested
 
+    async def unless_stopped(self, awaitable: Awaitable[Any]) -> bool:
+        """Run `awaitable` to its end (True; its exception propagates) unless a stop is requested
+        first: then it is cancelled (False). For waits a stop must not sit through, such as the
+        exchange's read retries during the start (crash-only: a cancelled start loses nothing)."""
+        work = asyncio.ensure_future(awaitable)
+        stopped = asyncio.ensure_future(self.event.wait())
+        try:
+            await asyncio.wait({work, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if work.done():
+            work.result()
+            return True
+        work.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await work
+        return False
+
     def _run(self, callback: Callable[[], Awaitable[Any]]) -> None:
         task = asyncio.get_running_loop().create_task(callback())
         self._tasks.add(task)

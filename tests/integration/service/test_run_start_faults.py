@@ -77,13 +77,27 @@ async def test_unreachable_exchange_at_start_keeps_retrying_and_says_where(fresh
         assert "BINANCE_FAPI_URL" in waiting[0]["action"] and waiting[1]["retry_in_s"] > waiting[0]["retry_in_s"]
         assert health is not None and "market_data" in health["failing"]
         assert f"127.0.0.1:{closed}" in health["components"]["market_data"]["detail"]
+        # a stop in the middle of the exchange's read retries (waits of up to 8 s, five attempts) is
+        # not sat through: `podman stop` gives 10 s before it kills
+        retries = _retry_lines(log_path)
+        for _ in range(1200):  # up to 60 s for a retry wait of attempt 3 or later to begin
+            latest = _retry_lines(log_path)
+            if len(latest) > len(retries) and latest[-1]["attempt"] >= 3:
+                break
+            await asyncio.sleep(0.05)
+        sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
+        assert time.monotonic() - sent < 3.0
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
     assert "Traceback" not in log_path.read_text()
+
+
+def _retry_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if '"binance_read_retry"' in line]
 
 
 async def test_a_symbol_the_exchange_does_not_list_is_one_line_and_exit_2(fresh_db: str, tmp_path: Path) -> None:
