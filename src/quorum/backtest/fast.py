@@ -33,7 +33,14 @@ from quorum.backtest.records import Book, RunResult
 from quorum.backtest.simvenue import SimVenue, venue_more_sensitive
 from quorum.domain import breakers as brk
 from quorum.domain.exits import Bar as ExitBar
-from quorum.domain.exits import consensus_close, first_event_index, fold_extremes, step_bar
+from quorum.domain.exits import (
+    consensus_close,
+    exit_reason_for_order,
+    exit_reason_for_stop,
+    first_event_index,
+    fold_extremes,
+    step_bar,
+)
 from quorum.domain.exposure import exposure_check
 from quorum.domain.fills import close_order_side, open_order_side
 from quorum.domain.models import Action, ClosedTrade, ExitReason, IntentKind, PositionState, Proposal, Side
@@ -47,7 +54,6 @@ from quorum.engine_parts.shared import (
     rules_proposal,
     wants_close,
 )
-from quorum.execution.ledger import exit_reason_for
 from quorum.execution.orders import round_to_tick
 
 BAR, DECISION = 0, 1
@@ -245,7 +251,7 @@ class FastBacktest:
             if si.symbol not in v.positions:
                 purpose = {"stop": "stop", "take_profit": "take_profit"}.get(kind, "exit")
                 cid = "liquidation" if kind == "liquidation" else ""
-                self._finish(si, book, exit_reason_for(purpose, cid, book.state), fill.time_ms, t)
+                self._finish(si, book, exit_reason_for_order(purpose, cid, book.state).value, fill.time_ms, t)
                 return
         state = book.state = fold_extremes(book.state, si.high, si.low, first, k)
         vp = v.positions[si.symbol]
@@ -284,7 +290,7 @@ class FastBacktest:
             return True
         # the venue refuses a stop only when the price is already through it (Binance -2021):
         # close at market as that stop would have, like the executor does
-        self._market_close(si, book, exit_reason_for("stop", "", book.state), t)
+        self._market_close(si, book, exit_reason_for_stop(book.state).value, t)
         return False
 
     def _record_exit(self, si: SymbolInput, book: Book, qty: float, price: float, fee: float, t: int) -> None:

@@ -166,13 +166,35 @@ def _better(s: int, a: float, b: float) -> bool:
     return s * (a - b) >= 0
 
 
-def exit_reason_for_stop(position: PositionState, policy: ExitPolicy) -> ExitReason:
-    """Classify the current stop: initial (from entry), trailing (from the peak) or break-even."""
-    if position.stop_price == position.initial_stop:
+def exit_reason_for_stop(position: PositionState, stop_price: float | None = None) -> ExitReason:
+    """Classify a stop that closed `position`: the initial one (from the entry), trailing (from
+    the peak) or moved to break-even. `stop_price` is the trigger of the stop that filled, when it
+    is known and may differ from the position's current stop (an old stop that filled while it
+    was being replaced). The one classification every venue and the backtest use."""
+    stop = position.stop_price if stop_price is None else stop_price
+    # a stop only ever moves in the position's favour: one that has not moved halfway from the
+    # initial stop toward the entry is the initial stop (venues round it to their tick); break-even
+    # and trailing stops sit at or beyond the entry
+    risk = abs(position.entry_price - position.initial_stop)
+    if _sign(position) * (stop - position.initial_stop) < 0.5 * risk or risk == 0.0:
         return ExitReason.STOP_LOSS
     if position.trailing_active:
         return ExitReason.TRAILING_STOP
     return ExitReason.BREAK_EVEN_STOP
+
+
+def exit_reason_for_order(purpose: str, client_order_id: str, position: PositionState,
+                          stop_price: float | None = None) -> ExitReason:
+    """Why a position closed, from the order that closed it: a liquidation or auto-close, its
+    stop (classified by `exit_reason_for_stop`, from the order's trigger `stop_price` when given),
+    its take-profit, or anything else (a close that reconciliation found)."""
+    if client_order_id.startswith(("liquidation", "autoclose")):
+        return ExitReason.LIQUIDATION
+    if purpose == "stop":
+        return exit_reason_for_stop(position, stop_price)
+    if purpose == "take_profit":
+        return ExitReason.TAKE_PROFIT
+    return ExitReason.RECONCILIATION
 
 
 # --- one bar ---------------------------------------------------------------------------------
@@ -215,7 +237,7 @@ def step_bar(position: PositionState, bar: BarLike, policy: ExitPolicy) -> tuple
         stop_fill = o if _better(s, stop, o) else stop
         if liq is not None and liq_hit and (not stop_hit or _better(s, liq, stop_fill)):
             return _close(position, ExitReason.LIQUIDATION, liq, t)
-        return _close(position, exit_reason_for_stop(position, policy), stop_fill, t)
+        return _close(position, exit_reason_for_stop(position), stop_fill, t)
 
     intents: list[OrderIntent] = []
     state = position

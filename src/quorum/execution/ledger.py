@@ -17,8 +17,9 @@ from typing import Any
 import asyncpg
 import structlog
 
+from quorum.domain.exits import exit_reason_for_order
 from quorum.domain.fills import gross_pnl
-from quorum.domain.models import ExitReason, OrderState, PositionState, Side
+from quorum.domain.models import OrderState, PositionState, Side
 from quorum.domain.orders import is_valid_client_id
 from quorum.execution.exchange import Exchange, OrderRequest, VenueFill
 from quorum.store.orders import OrderRepository
@@ -77,7 +78,8 @@ class Ledger:
                 return None
             pos = row_to_state(row)
             fills = await conn.fetch(
-                """SELECT f.*, o.purpose FROM fills f JOIN orders o ON o.client_order_id = f.client_order_id
+                """SELECT f.*, o.purpose, o.stop_price AS order_stop_price
+                   FROM fills f JOIN orders o ON o.client_order_id = f.client_order_id
                    WHERE f.position_id=$1 ORDER BY f.at, f.id""", position_id)
             open_side = "buy" if pos.side is Side.LONG else "sell"
             entries = [f for f in fills if f["side"] == open_side]
@@ -97,7 +99,9 @@ class Ledger:
                 return None
             if exit_reason is None:  # the order that closed it says why
                 last = exits[-1]
-                exit_reason = exit_reason_for(last["purpose"], last["client_order_id"], pos)
+                trigger = last["order_stop_price"]
+                exit_reason = exit_reason_for_order(last["purpose"], last["client_order_id"], pos,
+                                                    None if trigger is None else float(trigger)).value
             exit_price = sum(float(f["quantity"]) * float(f["price"]) for f in exits) / out_qty
             gross = sum(gross_pnl(pos.side, float(f["quantity"]), pos.entry_price, float(f["price"])) for f in exits)
             # closed when its last exit filled (after a catch-up that is an earlier bar than now)
@@ -155,21 +159,6 @@ class Ledger:
                     await self.positions.add_costs(position.position_id, funding=e.amount, conn=conn)
                     added += e.amount
         return added
-
-
-def exit_reason_for(purpose: str, cid: str, position: PositionState) -> str:
-    """Why a position closed, from the order that closed it."""
-    if cid.startswith(("liquidation", "autoclose")):
-        return ExitReason.LIQUIDATION.value
-    if purpose == "stop":
-        if position.trailing_active:
-            return ExitReason.TRAILING_STOP.value
-        if abs(position.stop_price - position.entry_price) <= 1e-9 * max(position.entry_price, 1):
-            return ExitReason.BREAK_EVEN_STOP.value
-        return ExitReason.STOP_LOSS.value
-    if purpose == "take_profit":
-        return ExitReason.TAKE_PROFIT.value
-    return ExitReason.RECONCILIATION.value
 
 
 def row_opened_ms(row: dict[str, Any]) -> int:

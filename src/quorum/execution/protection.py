@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from quorum.domain.exits import exit_reason_for_stop
 from quorum.domain.fills import close_order_side, open_order_side
 from quorum.domain.models import ExitReason, IntentKind, OrderIntent, OrderState, PositionState
 from quorum.domain.orders import client_order_id
@@ -29,7 +30,7 @@ from quorum.execution.exchange import (
     stop_order,
     take_profit_order,
 )
-from quorum.execution.ledger import Ledger, exit_reason_for
+from quorum.execution.ledger import Ledger
 from quorum.execution.orders import OrderManager, SubmitResult, round_to_tick
 from quorum.store.state import AlertRepository
 
@@ -188,7 +189,7 @@ class Executor:
             await self.sync_position(position_id)
             return True
         if res.state is OrderState.REJECTED and res.error_class == "would_trigger":
-            await self._stop_breached(pos, res, breach_reason or exit_reason_for("stop", "", pos))
+            await self._stop_breached(pos, res, breach_reason or exit_reason_for_stop(pos).value)
             return False
         await self._protection_failed(pos, res)
         return False

@@ -312,3 +312,47 @@ def test_long_series_agree_across_scan_chunks(seed: int) -> None:
             break
     final, events = run_exits(p, open_ms, opens, highs, lows, closes, policy)
     assert events == stepped and final == state
+
+
+def test_every_venue_names_a_break_even_stop_as_the_simulation_does() -> None:
+    """The paper and live ledgers and the backtest named the close of a stop moved to break-even
+    plus fees `stop_loss` (they compared the stop with the entry exactly), while the pure exit
+    simulation named it `break_even_stop`: "by exit reason" in every report was wrong. One rule
+    now, in the domain, from the order that closed the position."""
+    from quorum.domain.exits import exit_reason_for_order
+
+    policy = ExitPolicy(trailing_enabled=False, break_even_at_r=1.0, fee_rate=0.0005, partial_exits=(),
+                        time_stop_ms=0)
+    p = pos(entry=100.0, stop=95.0)
+    p, moved = walk(p, [106.0], policy)  # +1 R: the stop goes to entry + two taker fees
+    assert p.stop_price == pytest.approx(100.1) and moved[0].reason == "break_even_stop"
+    before_close = p
+    p, closed = walk(p, [100.0], policy)
+    assert closed[-1].kind is IntentKind.CLOSE and closed[-1].reason == ExitReason.BREAK_EVEN_STOP.value
+    assert exit_reason_for_order("stop", "q-stop-1", before_close).value == closed[-1].reason
+    # the other stops and orders
+    assert exit_reason_for_order("stop", "q-stop-1", pos(entry=100.0, stop=95.0)) is ExitReason.STOP_LOSS
+    trailing = replace(pos(entry=100.0, stop=95.0), stop_price=103.0, trailing_active=True)
+    assert exit_reason_for_order("stop", "q-stop-1", trailing) is ExitReason.TRAILING_STOP
+    assert exit_reason_for_order("take_profit", "q-tp-1", before_close) is ExitReason.TAKE_PROFIT
+    assert exit_reason_for_order("market", "liquidation-1", before_close) is ExitReason.LIQUIDATION
+    assert exit_reason_for_order("market", "q-close-1", before_close) is ExitReason.RECONCILIATION
+
+
+def test_the_stop_that_filled_names_the_exit_not_the_one_replacing_it() -> None:
+    from quorum.domain.exits import exit_reason_for_order
+
+    being_moved = replace(pos(entry=100.0, stop=95.0), stop_price=100.1)  # the move to break-even under way
+    assert exit_reason_for_order("stop", "q-stop-1", being_moved, 95.0) is ExitReason.STOP_LOSS
+    assert exit_reason_for_order("stop", "q-stop-2", being_moved, 100.1) is ExitReason.BREAK_EVEN_STOP
+    assert exit_reason_for_order("stop", "q-stop-2", being_moved) is ExitReason.BREAK_EVEN_STOP
+
+
+def test_a_stop_rounded_to_the_venue_tick_is_still_the_initial_stop() -> None:
+    from quorum.domain.exits import exit_reason_for_order
+
+    p = pos(entry=3901.37, stop=3784.3289)  # the venue holds it at its 0.01 tick
+    assert exit_reason_for_order("stop", "q-stop-1", p, 3784.33) is ExitReason.STOP_LOSS
+    short = pos(side=Side.SHORT, entry=100.0, stop=103.0)
+    assert exit_reason_for_order("stop", "q-stop-1", short, 103.0) is ExitReason.STOP_LOSS
+    assert exit_reason_for_order("stop", "q-stop-1", short, 99.9) is ExitReason.BREAK_EVEN_STOP
