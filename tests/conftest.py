@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -55,10 +56,10 @@ async def pg_url() -> AsyncIterator[str]:
         await admin.close()
 
 
-@pytest.fixture(scope="session")
-async def empty_pg_url() -> AsyncIterator[str]:
-    """A fresh database with nothing in it (for migration-runner tests)."""
-    name = f"quorum_empty_{uuid.uuid4().hex[:10]}"
+@asynccontextmanager
+async def scratch_database(prefix: str) -> AsyncIterator[str]:
+    """A new, empty database on the test server, dropped (connections and all) afterwards; yields its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(ADMIN_URL)
     await admin.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -66,6 +67,13 @@ async def empty_pg_url() -> AsyncIterator[str]:
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def empty_pg_url() -> AsyncIterator[str]:
+    """A fresh database with nothing in it (for migration-runner tests)."""
+    async with scratch_database("quorum_empty") as url:
+        yield url
 
 
 _TABLES_SQL = """SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables

@@ -12,7 +12,6 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 
 from quorum.domain.orders import client_order_id
 from quorum.store.migrate import MIGRATIONS_DIR, MigrationError, apply_migrations
-from tests.conftest import ADMIN_URL, _db_url
+from tests.conftest import scratch_database
 
 CONFIGURED = "ds-lowercase-secret-7f3a9c1d0e"  # DEEPSEEK_API_KEY: no known shape, only its value says secret
 ROTATED = "sk-proj-OLDr0tat3dK3yWq8Ze5Xn2Bv7Mc4Hs6"
@@ -37,14 +36,8 @@ NEEDLES = [CONFIGURED, ROTATED, "OLDr0tat3d", MASKED, "Ab12…Yz90", "Wk5Hp2Zr8L
 
 @pytest.fixture
 async def old_db() -> AsyncIterator[str]:
-    name = f"quorum_mig009_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _db_url(name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with scratch_database("quorum_mig009") as url:
+        yield url
 
 
 async def _dump(conn: asyncpg.Connection) -> dict[str, str]:

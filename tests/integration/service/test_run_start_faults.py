@@ -14,30 +14,22 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_URL, _db_url
+from tests.conftest import scratch_database
 from tests.fakes.binance_market import FakeBinanceMarket, SymbolInfo
 from tests.outages import free_port
 
 
 @pytest.fixture
 async def fresh_db() -> AsyncIterator[str]:
-    name = f"quorum_start_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _db_url(name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with scratch_database("quorum_start") as url:
+        yield url
 
 
 def _env(db: str, port: int, fapi: str, symbols: str, tmp: Path) -> dict[str, str]:

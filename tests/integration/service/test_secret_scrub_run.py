@@ -22,7 +22,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_URL, REDIS_URL, _db_url
+from tests.conftest import REDIS_URL, scratch_database
 from tests.fakes.anthropic_server import FakeAnthropicServer
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
 from tests.fakes.telegram_server import FakeTelegram
@@ -84,14 +84,8 @@ def anthropic_vote(body: dict[str, Any]) -> Reply:
 
 @pytest.fixture
 async def run_db() -> AsyncIterator[str]:
-    name = f"quorum_scrub_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _db_url(name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with scratch_database("quorum_scrub") as url:
+        yield url
 
 
 async def table_hits(url: str) -> tuple[int, dict[str, list[str]]]:

@@ -24,7 +24,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import ADMIN_URL, REDIS_URL, ROOT, _db_url
+from tests.conftest import REDIS_URL, ROOT, scratch_database
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.voters import always, openai_reply
 
@@ -39,14 +39,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 async def smoke_db() -> AsyncIterator[str]:
-    name = f"quorum_smoke_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _db_url(name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with scratch_database("quorum_smoke") as url:
+        yield url
 
 
 async def _start_fake_binance(shared_data: Path) -> tuple[asyncio.subprocess.Process, dict[str, Any]]:
