@@ -46,6 +46,7 @@ from quorum.domain.fills import close_order_side, open_order_side
 from quorum.domain.models import Action, ClosedTrade, ExitReason, IntentKind, PositionState, Proposal, Side
 from quorum.domain.risk import evaluate
 from quorum.domain.rules import RULES_VOTER
+from quorum.domain.sizing import round_to_tick
 from quorum.engine_parts.shared import (
     LoopConfig,
     OpenPositionFact,
@@ -54,7 +55,6 @@ from quorum.engine_parts.shared import (
     rules_proposal,
     wants_close,
 )
-from quorum.execution.orders import round_to_tick
 
 BAR, DECISION = 0, 1
 

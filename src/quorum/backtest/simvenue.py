@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from quorum.domain.fills import BarExit, ExitKind, FillModel, close_order_side, open_order_side
 from quorum.domain.models import Bracket, Fill, PositionState, Side, SymbolFilters
-from quorum.execution.orders import floor_to_step, round_to_tick
+from quorum.domain.sizing import floor_to_step, round_to_tick
 from quorum.execution.paper import DEFAULT_BRACKETS, bracket_for, isolated_liquidation_price
 
 EPS = 1e-12

@@ -26,12 +26,25 @@ def finite_positive(*values: float | None) -> bool:
     return all(v is not None and math.isfinite(v) and v > 0 for v in values)
 
 
+def _decimals(increment: float) -> int:
+    return max(0, -int(math.floor(math.log10(increment))) + 2)
+
+
 def floor_to_step(value: float, step: float) -> float:
-    """Round DOWN to a multiple of step (tolerant of float noise such as 0.3/0.1)."""
+    """Round DOWN to a multiple of `step` (a quantity step), tolerant of float noise such as
+    0.3/0.1, and printed clean (0.003, not 0.0030000000000000005). The one rounding of
+    quantities: sizing, every venue and the backtest use it."""
     if step <= 0:
         return value
     n = math.floor(value / step + 1e-9)
-    return float(round(n * step, 12))
+    return float(round(n * step, _decimals(step)))
+
+
+def round_to_tick(value: float, tick: float) -> float:
+    """Round to the nearest multiple of `tick` (a price tick), printed clean."""
+    if tick <= 0:
+        return value
+    return float(round(round(value / tick) * tick, _decimals(tick)))
 
 
 def round_stop(stop: float, side: Side, tick: float) -> float:

@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 
 from quorum.domain.models import OrderState
+from quorum.domain.sizing import floor_to_step, round_to_tick
 from quorum.execution.exchange import (
     Exchange,
     ExchangeError,
@@ -61,21 +62,6 @@ class SubmitResult:
     @property
     def ok(self) -> bool:
         return self.state in (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED, OrderState.FILLED)
-
-
-def floor_to_step(value: float, step: float) -> float:
-    if step <= 0:
-        return value
-    n = math.floor(value / step + 1e-9)
-    decimals = max(0, -int(math.floor(math.log10(step))) + 2)
-    return round(n * step, decimals)
-
-
-def round_to_tick(value: float, tick: float) -> float:
-    if tick <= 0:
-        return value
-    decimals = max(0, -int(math.floor(math.log10(tick))) + 2)
-    return round(round(value / tick) * tick, decimals)
 
 
 def _err_class(exc: BaseException) -> str:
@@ -258,4 +244,4 @@ class OrderManager:
         return await self.repo.count_with_prefix(prefix)
 
 
-__all__ = ["ExchangeUnavailable", "OrderManager", "OrderRefused", "SubmitResult", "floor_to_step", "round_to_tick"]
+__all__ = ["ExchangeUnavailable", "OrderManager", "OrderRefused", "SubmitResult"]

@@ -22,6 +22,7 @@ from quorum.domain.exits import exit_reason_for_stop
 from quorum.domain.fills import close_order_side, open_order_side
 from quorum.domain.models import ExitReason, IntentKind, OrderIntent, OrderState, PositionState
 from quorum.domain.orders import client_order_id
+from quorum.domain.sizing import round_to_tick
 from quorum.execution.exchange import (
     Exchange,
     ExchangeError,
@@ -31,7 +32,7 @@ from quorum.execution.exchange import (
     take_profit_order,
 )
 from quorum.execution.ledger import Ledger
-from quorum.execution.orders import OrderManager, SubmitResult, round_to_tick
+from quorum.execution.orders import OrderManager, SubmitResult
 from quorum.store.state import AlertRepository
 
 log = structlog.get_logger(__name__)
