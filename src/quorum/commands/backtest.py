@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from quorum.backtest.request import BacktestInputError, BacktestRequest, load_market, parse_time
 from quorum.config import ConfigError, load_settings
+
+if TYPE_CHECKING:
+    from quorum.backtest.request import BacktestRequest
 
 
 def register(app: typer.Typer) -> None:
@@ -30,6 +33,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Replay candle files through the engine's decision, risk and fill logic; write
         summary.json, trades.csv, equity.csv and report.html into --out."""
+        # numpy and pandas only when a backtest runs: `quorum --help` stays fast
+        from quorum.backtest.request import BacktestInputError, BacktestRequest, load_market, parse_time
+
         try:
             req = BacktestRequest(
                 data_dir=data,
