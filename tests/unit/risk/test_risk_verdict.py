@@ -247,7 +247,8 @@ def test_verdict_properties(case: tuple[Proposal, RiskContext]) -> None:
         assert v.leverage <= prop.leverage
     # rounding never increases risk: quantity on the step, risk within the budget
     assert c.filters is not None
-    assert abs(v.quantity / c.filters.step_size - round(v.quantity / c.filters.step_size)) < 1e-6
+    steps = v.quantity / c.filters.step_size  # a whole number of steps, up to float precision
+    assert math.isclose(steps, round(steps), rel_tol=1e-12, abs_tol=1e-6), steps
     assert v.risk_usd == pytest.approx(v.quantity * abs(v.entry_price - v.stop_price))
     budget = float(v.details["risk_budget"])
     assert v.risk_usd <= budget * (1 + 1e-6)
