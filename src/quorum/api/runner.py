@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
-import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,31 +96,6 @@ async def open_database(url: str, stop: asyncio.Event | None, *,
             log.warning("database.lost_while_opening", target=database_target(url), error=type(exc).__name__)
 
 
-@contextlib.contextmanager
-def _signals_set(stop: asyncio.Event) -> Iterator[None]:
-    """Inside the block, SIGINT/SIGTERM set `stop` (a quiet stop while waiting, no traceback);
-    the previous handlers are restored after it."""
-    loop = asyncio.get_running_loop()
-    previous: dict[signal.Signals, Any] = {}
-
-    def on_signal() -> None:
-        log.info("service.stopping", phase="start-up")
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            handler = signal.getsignal(sig)
-            loop.add_signal_handler(sig, on_signal)
-            previous[sig] = handler
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            loop.remove_signal_handler(sig)
-            with contextlib.suppress(TypeError, ValueError):
-                signal.signal(sig, handler)
-
-
 def _mirror_cache(runtime: RuntimeState) -> Callable[[FallbackCache], None]:
     def on_change(cache: FallbackCache) -> None:
         runtime.cache_degraded = cache.reason if cache.degraded else None
@@ -130,15 +104,15 @@ def _mirror_cache(runtime: RuntimeState) -> Callable[[FallbackCache], None]:
 
 
 @asynccontextmanager
-async def service_surface(settings: Settings, runtime: RuntimeState, *, port: int | None = None,
-                          serve: bool = True, database_url: str | None = None,
-                          stop: asyncio.Event | None = None) -> AsyncIterator[Surface]:
+async def service_surface(settings: Settings, runtime: RuntimeState, *, stop: asyncio.Event,
+                          port: int | None = None, serve: bool = True,
+                          database_url: str | None = None) -> AsyncIterator[Surface]:
     """API server on API_HOST:port, then the database (waited for, migrated), the cache and the
     Telegram notifier.
 
     The API comes first and needs no database, so while Postgres is down at start-up /health
     answers 503 `database`; the database is waited for with capped backoff until it answers or
-    `stop` is set (without `stop`, SIGINT/SIGTERM during the wait stop it), which raises
+    `stop` is set (the command's stop request: `quorum.api.stopping`), which raises
     `StartupStopped`. A server that refuses us raises `ConfigError`; a busy port `ApiPortInUse`; a
     non-loopback API_HOST without API_TOKEN `ConfigError` (before anything starts)."""
     url = database_url or configured_database_url(settings)
@@ -155,12 +129,7 @@ async def service_surface(settings: Settings, runtime: RuntimeState, *, port: in
                              port=settings.api_port if port is None else port)
             port = await api.start()
             log.info("api.listening", host=settings.api_host, port=port)
-        if stop is None:
-            own_stop = asyncio.Event()
-            with _signals_set(own_stop):
-                pool = await open_database(url, own_stop)
-        else:
-            pool = await open_database(url, stop)
+        pool = await open_database(url, stop)
         if pool is None:
             raise StartupStopped("stopped while waiting for the database")
         cache = make_cache(settings.redis_url.get_secret_value() if settings.redis_url else None,
