@@ -140,12 +140,19 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("text", encoder=scrub, decoder=_identity, schema="pg_catalog", format="text")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A connection goes back to the pool as it is (asyncpg still rolls back an open
+    transaction): Quorum keeps no session state on pooled connections — no LISTEN, no SET, no
+    session advisory lock — so the default reset query would be a wasted round trip per use."""
+    return None
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0) -> asyncpg.Pool:
     """Open a pool; an unreachable server raises `DatabaseUnavailable` with a clear message, a
     refusing one (bad password, unknown database …) `ConfigError`."""
     try:
         pool = await asyncpg.create_pool(
-            url, min_size=min_size, max_size=max_size, timeout=timeout, init=_init_connection
+            url, min_size=min_size, max_size=max_size, timeout=timeout, init=_init_connection, reset=_keep_session
         )
     except REFUSALS as exc:
         raise refusal_error(url, exc) from None
