@@ -58,6 +58,9 @@ class VenueFeed(Protocol):
 
     async def price_now(self, symbol: str, time_ms: int, bar: Candle | None = None) -> None: ...
 
+    async def step_done(self) -> None:
+        """The end of a step: what the venue holds only in memory is made durable."""
+
 
 class NullVenueFeed:
     """A real venue sees the market itself."""
@@ -66,6 +69,9 @@ class NullVenueFeed:
         return None
 
     async def price_now(self, symbol: str, time_ms: int, bar: Candle | None = None) -> None:
+        return None
+
+    async def step_done(self) -> None:
         return None
 
 
@@ -132,7 +138,9 @@ class Engine(PositionKeeper, DecisionCycle):
         alerts = getattr(executor, "alerts", None)
         probe = (lambda: pool.fetchval("SELECT 1")) if pool is not None else None
         # the mark-to-market equity history (every execution-bar close, every fill)
-        self.equity = EquityRecorder(pool, runtime.mode, exchange) if pool is not None else None
+        orders = getattr(executor, "orders", None)
+        written = (lambda: orders.fill_writes) if hasattr(orders, "fill_writes") else None
+        self.equity = EquityRecorder(pool, runtime.mode, exchange, fills_written=written) if pool is not None else None
         self.guard = StepGuard(runtime, probe=probe, alerts=alerts,
                                max_failures=int(getattr(settings, "max_consecutive_step_failures", 5)))
         # operator controls from any process (CLI, API, Telegram): picked up at every step
@@ -292,6 +300,7 @@ class Engine(PositionKeeper, DecisionCycle):
             await self.reconcile()
         if self.equity is not None:
             await self._guarded("equity_failed", None, self._record_equity(t))
+        await self._guarded("venue_flush_failed", None, self.feed.step_done())
         if decision or self._dirty or self.runtime.positions:
             await self._publish(t)  # status for /status and /metrics
             self._dirty = False

@@ -35,6 +35,9 @@ class ReplayPaperFeed:
         if i < len(s) and int(s.open_ms[i]) == time_ms:
             await self.exchange.on_price(symbol, float(s.open[i]), time_ms)
 
+    async def step_done(self) -> None:
+        await self.exchange.flush()
+
 
 class LivePaperFeed:
     def __init__(self, exchange: Any, market: Any) -> None:
@@ -48,3 +51,6 @@ class LivePaperFeed:
         price = bar.close if bar is not None else await self.market.last_price(symbol)
         if price is not None and price > 0:
             await self.exchange.on_price(symbol, float(price), time_ms)
+
+    async def step_done(self) -> None:
+        await self.exchange.flush()

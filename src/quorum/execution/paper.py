@@ -1,25 +1,25 @@
-"""PaperExchange: a simulated USDⓈ-M venue whose books live in Postgres (tables `paper_*`).
+"""PaperExchange: a simulated USDⓈ-M venue whose books are kept in memory (`PaperBook`) and in
+Postgres (tables `paper_*`, written by `quorum.store.paper`).
 
 It implements the `Exchange` protocol, so the engine cannot tell it from Binance, and it uses
-the shared `FillModel` (quorum.domain.fills), so paper and backtest fill alike:
+the shared `FillModel` (quorum.domain.fills), so paper and backtest fill alike: market orders
+fill at the last price (from `on_price` / `on_bar`) plus slippage; reduce-only stops and
+take-profits and the liquidation trigger inside `on_bar`; funding at each funding time at the
+rate `funding_source` gives (recorded data in a replay, the rate Binance published on live data)
+and only when none can be had the fixed `funding_rate` (PAPER_FUNDING_RATE); `funding_stats`
+counts both. The rules themselves: `quorum.execution.paper_book`.
 
-- market orders fill at once at the last known price plus slippage (half the spread + size
-  impact), taker fee; the last price comes from `on_price` / `on_bar`;
-- conditional orders (reduce-only STOP_MARKET / TAKE_PROFIT_MARKET) trigger inside `on_bar`
-  (the bar stands in for the mark price); a stop the bar gaps through fills at the bar's open;
-- isolated margin per position, a liquidation price from the symbol's brackets; a liquidation
-  closes the position at the liquidation price and charges the taker fee;
-- funding at each funding time (every `funding_interval_ms` on the UTC grid) at the rate the
-  `funding_source` gives for that time — recorded data in a replay, the rate Binance published
-  on live data (`quorum.market.funding.PublishedFunding`) — and only when none can be had, the
-  fixed `funding_rate` (PAPER_FUNDING_RATE); `funding_stats` counts both. Positive rate: longs pay.
+What is persisted, and when (crash-only):
+- every order, fill, position, funding and wallet change is written before the operation
+  returns, in one statement (one round trip, atomic), so a session killed at any point restarts
+  from a consistent venue — and what the engine recorded from the venue is on the venue too;
+- progress marks alone (a bar processed without any event, a known flat symbol's new price)
+  wait for the next write or for `flush()`, which the engine calls at the end of every step: a
+  flat symbol with no orders costs no round trip, and every read is served from memory.
 
-Each operation is one database transaction, so a session killed at any point restarts from a
-consistent venue state. When a position closes, its remaining reduce-only orders expire.
-
-The venue remembers how far it has seen each symbol's price path (`paper_symbols.bar_until_ms`):
-a bar it has already processed is ignored, so feeding it again (a retried step) changes nothing,
-and `held()` tells the engine where to resume feeding each open position after any gap.
+The venue remembers how far it has seen each symbol's price path (`bar_until_ms`): a bar it has
+already processed is ignored, so feeding it again changes nothing, and `held()` tells the engine
+where to resume feeding each open position after any gap. One process owns an account at a time.
 """
 
 from __future__ import annotations
@@ -29,35 +29,36 @@ from collections.abc import Callable, Mapping
 import asyncpg
 
 from quorum import metrics
-from quorum.domain.fills import FillModel, funding_times
-from quorum.domain.models import Bracket, Candle, Side, SymbolFilters
+from quorum.domain.fills import FillModel
+from quorum.domain.models import Bracket, Candle, SymbolFilters
 from quorum.execution.exchange import (
-    InsufficientMargin,
+    Balance,
+    FundingEntry,
     OrderRejected,
     OrderRequest,
     UnknownSymbol,
     VenueFill,
     VenueOrder,
-    WouldTrigger,
+    VenuePosition,
 )
-from quorum.execution.paper_books import CallableFunding, FundingSource, PaperBooks, order_from_row
+from quorum.execution.paper_book import CallableFunding, FundingSource, Ids, PaperBook
 from quorum.execution.venue_rules import (  # re-exported: the backtester's venue uses the same rules
     DEFAULT_BRACKETS,
-    EPS,
     bracket_for,
     default_filters,
     isolated_liquidation_price,
 )
+from quorum.store import paper as store
 
 __all__ = ["DEFAULT_BRACKETS", "FundingSource", "PaperExchange", "bracket_for", "default_filters",
            "isolated_liquidation_price"]
 
 
-class PaperExchange(PaperBooks):
+class PaperExchange:
     """A paper venue for one `account` (e.g. "paper"); see the module docstring."""
 
     name = "paper"
-    definitive_lookups = True  # one transaction per operation: "not found" means never placed
+    definitive_lookups = True  # every order is written before it is answered: "not found" means never placed
 
     def __init__(
         self,
@@ -89,14 +90,21 @@ class PaperExchange(PaperBooks):
         self.funding_interval_ms = funding_interval_ms
         self.timeframe_ms = timeframe_ms
         self._clock = clock
+        self._ids = Ids()
+        self.book = PaperBook(model=self.model, wallet=initial_balance, brackets=self._brackets,
+                              funding_rate=funding_rate, funding_interval_ms=funding_interval_ms, ids=self._ids,
+                              on_funding=self._funded)
         self._started = False
 
+    def _funded(self, source: str) -> None:
+        self.funding_stats[source] += 1
+        metrics.FUNDING_EVENTS.labels(source).inc()
+
     async def start(self) -> None:
-        """Create the account on first use (an existing account keeps its balance)."""
-        await self._pool.execute(
-            "INSERT INTO paper_accounts (account, wallet_balance) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            self.account, self.initial_balance,
-        )
+        """Create the account on first use (an existing account keeps its balance) and load the
+        books."""
+        self.book.wallet = await store.open_account(self._pool, self.account, self.initial_balance)
+        self.book.load(**await store.load_books(self._pool, self.account))
         self._started = True
 
     async def _ensure(self) -> None:
@@ -104,41 +112,52 @@ class PaperExchange(PaperBooks):
             await self.start()
 
     async def close(self) -> None:
-        return None
+        await self.flush()
+
+    async def _ids_for_change(self) -> None:
+        if self._ids.low():
+            self._ids.reserve(*await store.reserve_ids(self._pool))
+
+    async def _write(self, *, marks_too: bool = False) -> None:
+        """Persist what changed: at once when anything but progress marks changed (or asked)."""
+        if self.book.dirty and (marks_too or not self.book.marks_only):
+            changes = self.book.changes()
+            try:
+                await store.apply_changes(self._pool, self.account, changes)
+            except BaseException:
+                await self._reload()  # memory must never run ahead of what is stored
+                raise
+
+    async def _reload(self) -> None:
+        self.book.changes()
+        self._started = False
+        try:
+            await self.start()
+        except Exception:
+            return  # the database is away: the next operation loads the books again
+
+    async def flush(self) -> None:
+        """Write the progress marks that are still only in memory (the end of an engine step)."""
+        if self._started:
+            await self._write(marks_too=True)
 
     # --- market data in ------------------------------------------------------------------
     async def on_price(self, symbol: str, price: float, time_ms: int) -> None:
-        """The latest (mark/last) price; market orders fill from it. While the symbol is flat the
-        venue has nothing to replay, so its progress marks move with the price: the path is seen
-        up to `time_ms` and funding is settled up to just before it — the funding due AT
-        `time_ms` is charged to what is held after the orders at `time_ms`, as when every bar was
-        shown (the convention the backtester shares); a symbol seen for the first time starts
-        settled at `time_ms`."""
+        """The latest (mark/last) price; market orders fill from it. While the symbol is flat its
+        progress marks move with the price: the path is seen up to `time_ms` and funding is
+        settled up to just before it — the funding due AT `time_ms` is charged to what is held
+        after the orders at `time_ms` (the convention the backtester shares)."""
         await self._ensure()
-        if price <= 0:
-            raise ValueError(f"{symbol}: price must be > 0")
-        await self._pool.execute(
-            """INSERT INTO paper_symbols (account, symbol, last_price, last_time_ms, funded_until_ms, bar_until_ms)
-               VALUES ($1,$2,$3,$4::bigint,$4::bigint,$4::bigint) ON CONFLICT (account, symbol)
-               DO UPDATE SET last_price=$3, last_time_ms=$4,
-                 bar_until_ms = CASE WHEN EXISTS (SELECT 1 FROM paper_positions p WHERE p.account=$1 AND p.symbol=$2)
-                                     THEN paper_symbols.bar_until_ms
-                                     ELSE GREATEST(coalesce(paper_symbols.bar_until_ms, $4), $4) END,
-                 funded_until_ms = CASE WHEN EXISTS (SELECT 1 FROM paper_positions p WHERE p.account=$1 AND p.symbol=$2)
-                                     THEN paper_symbols.funded_until_ms
-                                     ELSE GREATEST(coalesce(paper_symbols.funded_until_ms, $4 - 1), $4 - 1) END""",
-            self.account, symbol, price, time_ms,
-        )
+        new = symbol not in self.book.symbols
+        self.book.on_price(symbol, price, time_ms)
+        if new:  # a symbol's first price is stored at once: the venue knows it from then on
+            await self._write(marks_too=True)
 
     async def held(self) -> dict[str, int | None]:
         """Symbols with an open position → the close time of the last bar the venue processed
         for them (None if unknown): the engine feeds each one every bar after that, in order."""
         await self._ensure()
-        rows = await self._pool.fetch(
-            """SELECT p.symbol, coalesce(s.bar_until_ms, s.last_time_ms) AS until FROM paper_positions p
-               LEFT JOIN paper_symbols s ON s.account=p.account AND s.symbol=p.symbol
-               WHERE p.account=$1 ORDER BY p.symbol""", self.account)
-        return {r["symbol"]: None if r["until"] is None else int(r["until"]) for r in rows}
+        return self.book.held()
 
     async def on_bar(self, symbol: str, bar: Candle, timeframe_ms: int | None = None) -> list[VenueFill]:
         """Process one closed bar of the price path (`timeframe_ms` long, the execution timeframe
@@ -147,242 +166,69 @@ class PaperExchange(PaperBooks):
         A bar the venue has already processed is ignored."""
         await self._ensure()
         close_ms = bar.open_ms + (timeframe_ms or self.timeframe_ms)
-        if self.funding_source is not None:  # rates are fetched before the transaction, never inside
+        if self.book.seen(symbol, close_ms):
+            return []
+        rate = None
+        if self.funding_source is not None:  # rates are fetched before the books are touched
             since = self._funded_hint.get(symbol, bar.open_ms - 30 * 86_400_000)
             await self.funding_source.prefetch(symbol, since, bar.open_ms)
-        fills: list[VenueFill] = []
-        async with self._pool.acquire() as conn, conn.transaction():
-            await self._lock(conn)
-            sym = await conn.fetchrow("SELECT * FROM paper_symbols WHERE account=$1 AND symbol=$2 FOR UPDATE",
-                                      self.account, symbol)
-            if sym is None:
-                await conn.execute(
-                    """INSERT INTO paper_symbols (account, symbol, last_price, last_time_ms, funded_until_ms)
-                       VALUES ($1,$2,$3,$4,$4)""", self.account, symbol, bar.open, bar.open_ms)
-                funded_until = bar.open_ms
-            else:
-                if sym["bar_until_ms"] is not None and close_ms <= int(sym["bar_until_ms"]):
-                    return []  # already processed (a retried step, an overlapping catch-up)
-                funded_until = int(sym["funded_until_ms"] or bar.open_ms)
-            for t in funding_times(funded_until, bar.open_ms, self.funding_interval_ms):
-                await self._apply_funding(conn, symbol, t, bar.open)
-            for _ in range(4):  # a partial TP and the stop may both trigger on one bar
-                fill = await self._trigger(conn, symbol, bar)
-                if fill is None:
-                    break
-                fills.append(fill)
-            await conn.execute(
-                """UPDATE paper_symbols SET last_price=$3, last_time_ms=$4, bar_until_ms=$4,
-                          funded_until_ms=GREATEST($5, funded_until_ms) WHERE account=$1 AND symbol=$2""",
-                self.account, symbol, bar.close, close_ms, bar.open_ms)
+            rate = self.funding_source.rate
+        await self._ids_for_change()
+        new = symbol not in self.book.symbols
+        fills = self.book.on_bar(symbol, bar, close_ms, rate)
+        await self._write(marks_too=new)
         self._funded_hint[symbol] = max(self._funded_hint.get(symbol, 0), bar.open_ms)
         return fills
 
-    async def _apply_funding(self, conn: asyncpg.Connection, symbol: str, t: int, mark: float) -> None:
-        pos = await conn.fetchrow("SELECT * FROM paper_positions WHERE account=$1 AND symbol=$2", self.account, symbol)
-        if pos is None:
-            return
-        rate = self.funding_source.rate(symbol, t) if self.funding_source else None
-        source = "published"
-        if rate is None:
-            rate, source = self.funding_rate, "fallback"
-        if rate is None:
-            return
-        qty = float(pos["quantity"])
-        amount = self.model.funding_payment(Side(pos["side"]), qty, mark, rate)
-        done = await conn.fetchval(
-            """INSERT INTO paper_funding (account, symbol, time_ms, rate, mark_price, quantity, amount)
-               VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT DO NOTHING RETURNING 1""",
-            self.account, symbol, t, rate, mark, qty, amount)
-        if done:
-            await conn.execute("UPDATE paper_accounts SET wallet_balance = wallet_balance - $2 WHERE account=$1",
-                               self.account, amount)
-            self.funding_stats[source] += 1
-            metrics.FUNDING_EVENTS.labels(source).inc()
-
-    async def _trigger(self, conn: asyncpg.Connection, symbol: str, bar: Candle) -> VenueFill | None:
-        pos = await conn.fetchrow("SELECT * FROM paper_positions WHERE account=$1 AND symbol=$2", self.account, symbol)
-        if pos is None:
-            return None
-        side = Side(pos["side"])
-        orders = await conn.fetch(
-            """SELECT * FROM paper_orders WHERE account=$1 AND symbol=$2 AND state='accepted'
-                 AND type IN ('stop_market','take_profit_market') ORDER BY exchange_order_id""",
-            self.account, symbol)
-        stops = [o for o in orders if o["type"] == "stop_market"]
-        tps = [o for o in orders if o["type"] == "take_profit_market"]
-        # the stop nearest the price triggers first (highest for a long); the nearest TP likewise
-        stop = max(stops, key=lambda o: float(o["stop_price"]) * side.sign, default=None)
-        tp = min(tps, key=lambda o: float(o["stop_price"]) * side.sign, default=None)
-        liq = None if pos["liquidation_price"] is None else float(pos["liquidation_price"])
-        ex = self.model.bar_exit(side, bar.open, bar.high, bar.low,
-                                 stop_price=None if stop is None else float(stop["stop_price"]),
-                                 take_profit=None if tp is None else float(tp["stop_price"]),
-                                 liquidation_price=liq)
-        if ex is None:
-            return None
-        qty = float(pos["quantity"])
-        order = {"stop": stop, "take_profit": tp}.get(ex.kind.value)
-        fill_qty = qty if order is None else min(qty, float(order["quantity"]))
-        price, fee = self.model.exit_fill(side, ex, fill_qty)
-        cid = order["client_order_id"] if order is not None else f"liquidation-{bar.open_ms}"
-        if order is None:
-            await self._insert_order(conn, OrderRequest(cid, symbol, "sell" if side is Side.LONG else "buy", "market",
-                                                        fill_qty, None, True), bar.open_ms, "accepted")
-        return await self._fill(conn, cid, symbol, fill_qty, price, fee, bar.open_ms, reason=ex.kind.value)
-
     # --- trading -------------------------------------------------------------------------
-    async def _lock(self, conn: asyncpg.Connection) -> asyncpg.Record:
-        row = await conn.fetchrow("SELECT * FROM paper_accounts WHERE account=$1 FOR UPDATE", self.account)
-        assert row is not None
-        return row
-
-    async def _insert_order(self, conn: asyncpg.Connection, req: OrderRequest, t: int, state: str) -> None:
-        await conn.execute(
-            """INSERT INTO paper_orders (account, client_order_id, symbol, side, type, reduce_only, quantity,
-                      stop_price, state, time_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)""",
-            self.account, req.client_order_id, req.symbol, req.order_side, req.type, req.reduce_only,
-            req.quantity, req.stop_price, state, t)
-
     async def create_order(self, request: OrderRequest) -> VenueOrder:
         await self._ensure()
         filters = await self.symbol_filters(request.symbol)
-        async with self._pool.acquire() as conn, conn.transaction():
-            await self._lock(conn)
-            if await conn.fetchval("SELECT 1 FROM paper_orders WHERE account=$1 AND client_order_id=$2",
-                                   self.account, request.client_order_id):
-                raise OrderRejected(f"client order id {request.client_order_id} is duplicated", code="-4116")
-            sym = await conn.fetchrow("SELECT * FROM paper_symbols WHERE account=$1 AND symbol=$2",
-                                      self.account, request.symbol)
-            if sym is None or sym["last_price"] is None:
-                raise UnknownSymbol(f"{request.symbol}: no price yet on the paper venue")
-            price, t = float(sym["last_price"]), int(self._clock() if self._clock else sym["last_time_ms"])
-            if request.quantity < filters.min_qty - EPS:
-                raise OrderRejected(f"quantity {request.quantity} below min {filters.min_qty}", code="-4003")
-            pos = await conn.fetchrow("SELECT * FROM paper_positions WHERE account=$1 AND symbol=$2",
-                                      self.account, request.symbol)
-            if request.conditional:
-                if pos is None:
-                    raise OrderRejected("reduce-only order rejected: no position", code="-2022")
-                side = Side(pos["side"])
-                sp = float(request.stop_price or 0)
-                gap = (price - sp) * side.sign
-                crossed = gap <= 0 if request.type == "stop_market" else gap >= 0
-                if crossed:
-                    raise WouldTrigger(f"order would immediately trigger ({request.type} {sp} vs mark {price})",
-                                       code="-2021")
-                await self._insert_order(conn, request, t, "accepted")
-            else:
-                if request.reduce_only and (pos is None or (request.order_side == "buy") == (pos["side"] == "long")):
-                    raise OrderRejected("reduce-only order rejected: it would not reduce the position", code="-2022")
-                qty = request.quantity
-                if request.reduce_only and pos is not None:
-                    qty = min(qty, float(pos["quantity"]))
-                notional = qty * price
-                if not request.reduce_only and notional < filters.min_notional - EPS:
-                    raise OrderRejected(f"order's notional {notional:.4f} must be no smaller than "
-                                        f"{filters.min_notional}", code="-4164")
-                fill_price = self.model.market_price(request.order_side, price, notional)
-                fee = self.model.fee(qty * fill_price)
-                await self._insert_order(conn, request, t, "accepted")
-                await self._fill(conn, request.client_order_id, request.symbol, qty, fill_price, fee, t)
-            row = await conn.fetchrow("SELECT * FROM paper_orders WHERE account=$1 AND client_order_id=$2",
-                                      self.account, request.client_order_id)
-            return order_from_row(row)
-
-    async def _fill(self, conn: asyncpg.Connection, cid: str, symbol: str, qty: float, price: float, fee: float,
-                    t: int, reason: str | None = None) -> VenueFill:
-        """Execute `qty` of order `cid` at `price`: position, margin, wallet, trade, order state."""
-        order = await conn.fetchrow("SELECT * FROM paper_orders WHERE account=$1 AND client_order_id=$2",
-                                    self.account, cid)
-        buy = order["side"] == "buy"
-        pos = await conn.fetchrow("SELECT * FROM paper_positions WHERE account=$1 AND symbol=$2", self.account, symbol)
-        sym = await conn.fetchrow("SELECT * FROM paper_symbols WHERE account=$1 AND symbol=$2", self.account, symbol)
-        leverage = int(sym["leverage"]) if sym else 20
-        realized = 0.0
-        wallet_delta = -fee
-        if pos is None or (pos["side"] == "long") == buy:  # open or add
-            side = Side.LONG if buy else Side.SHORT
-            margin = qty * price / leverage
-            acct = await conn.fetchrow("SELECT wallet_balance FROM paper_accounts WHERE account=$1", self.account)
-            used = await conn.fetchval("SELECT coalesce(sum(isolated_margin),0) FROM paper_positions WHERE account=$1",
-                                       self.account)
-            if float(acct["wallet_balance"]) - float(used) < margin + fee:
-                raise InsufficientMargin("Margin is insufficient.", code="-2019")
-            if pos is None:
-                new_qty, entry, new_margin = qty, price, margin
-            else:
-                old = float(pos["quantity"])
-                new_qty = old + qty
-                entry = (float(pos["entry_price"]) * old + price * qty) / new_qty
-                new_margin, leverage = float(pos["isolated_margin"]) + margin, int(pos["leverage"])
-            b = bracket_for(new_qty * entry, self._brackets.get(symbol, DEFAULT_BRACKETS))
-            liq = isolated_liquidation_price(side, new_qty, entry, new_margin, b.maint_margin_rate, b.maint_amount)
-            await conn.execute(
-                """INSERT INTO paper_positions (account, symbol, side, quantity, entry_price, leverage, margin_mode,
-                          isolated_margin, liquidation_price) VALUES ($1,$2,$3,$4,$5,$6,'isolated',$7,$8)
-                   ON CONFLICT (account, symbol) DO UPDATE SET quantity=$4, entry_price=$5, isolated_margin=$7,
-                          liquidation_price=$8, updated_at=now()""",
-                self.account, symbol, side.value, new_qty, entry, leverage, new_margin, liq)
-        else:  # reduce (never flips: callers open after a close)
-            side = Side(pos["side"])
-            old = float(pos["quantity"])
-            qty = min(qty, old)
-            entry = float(pos["entry_price"])
-            realized = (price - entry) * qty * side.sign
-            released = float(pos["isolated_margin"]) * qty / old
-            wallet_delta += realized
-            if old - qty <= EPS:
-                await conn.execute("DELETE FROM paper_positions WHERE account=$1 AND symbol=$2", self.account, symbol)
-                await conn.execute(
-                    """UPDATE paper_orders SET state='expired', closed_ms=$4 WHERE account=$1 AND symbol=$2
-                         AND reduce_only AND state='accepted' AND client_order_id <> $3""",
-                    self.account, symbol, cid, t)
-            else:
-                rest = old - qty
-                margin = float(pos["isolated_margin"]) - released
-                b = bracket_for(rest * entry, self._brackets.get(symbol, DEFAULT_BRACKETS))
-                liq = isolated_liquidation_price(side, rest, entry, margin, b.maint_margin_rate, b.maint_amount)
-                await conn.execute(
-                    """UPDATE paper_positions SET quantity=$3, isolated_margin=$4, liquidation_price=$5,
-                              updated_at=now() WHERE account=$1 AND symbol=$2""",
-                    self.account, symbol, rest, margin, liq)
-        await conn.execute("UPDATE paper_accounts SET wallet_balance = wallet_balance + $2, updated_at=now() "
-                           "WHERE account=$1", self.account, wallet_delta)
-        trade_id = await conn.fetchval(
-            """INSERT INTO paper_trades (account, client_order_id, symbol, side, quantity, price, fee, realized_pnl,
-                      reason, time_ms) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10) RETURNING trade_id""",
-            self.account, cid, symbol, order["side"], qty, price, fee, realized, reason, t)
-        filled = float(order["filled_quantity"]) + qty
-        avg = price if not order["average_price"] else (
-            (float(order["average_price"]) * float(order["filled_quantity"]) + price * qty) / filled)
-        # a reduce-only order capped at the position size is complete
-        await conn.execute(
-            """UPDATE paper_orders SET filled_quantity=$3, average_price=$4, state='filled', closed_ms=$5
-               WHERE account=$1 AND client_order_id=$2""", self.account, cid, filled, avg, t)
-        return VenueFill(str(trade_id), cid, str(order["exchange_order_id"]), symbol, order["side"], qty, price, fee,
-                         t, "taker", realized)
+        await self._ids_for_change()
+        order = self.book.create_order(request, filters, self._clock() if self._clock else None)
+        await self._write()
+        return order
 
     async def cancel_order(self, symbol: str, client_order_id: str, *, conditional: bool = False) -> VenueOrder | None:
         await self._ensure()
-        row = await self._pool.fetchrow(
-            """UPDATE paper_orders o SET state='cancelled', closed_ms=(
-                   SELECT s.last_time_ms FROM paper_symbols s WHERE s.account=o.account AND s.symbol=o.symbol)
-               WHERE o.account=$1 AND o.client_order_id=$2 AND o.state='accepted' RETURNING o.*""",
-            self.account, client_order_id)
-        if row is None:
-            return await self.fetch_order(symbol, client_order_id)
-        return order_from_row(row)
+        order = self.book.cancel_order(client_order_id)
+        await self._write()
+        return order
+
+    async def fetch_order(self, symbol: str, client_order_id: str, *, conditional: bool = False) -> VenueOrder | None:
+        await self._ensure()
+        order = self.book.orders.get(client_order_id)
+        return None if order is None else order.view()
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[VenueOrder]:
+        await self._ensure()
+        return self.book.fetch_open_orders(symbol)
+
+    async def fetch_positions(self) -> list[VenuePosition]:
+        await self._ensure()
+        return self.book.fetch_positions()
+
+    async def fetch_fills(self, symbol: str, since_ms: int | None = None) -> list[VenueFill]:
+        await self._ensure()
+        return self.book.fetch_fills(symbol, since_ms)
+
+    async def funding_history(self, symbol: str | None = None, since_ms: int | None = None) -> list[FundingEntry]:
+        await self._ensure()
+        return self.book.funding_history(symbol, since_ms)
 
     # --- account -------------------------------------------------------------------------
+    async def balance(self) -> Balance:
+        await self._ensure()
+        return self.book.balance()
+
     async def symbol_filters(self, symbol: str) -> SymbolFilters:
         if symbol in self._filters:
             return self._filters[symbol]
-        price = await self._pool.fetchval("SELECT last_price FROM paper_symbols WHERE account=$1 AND symbol=$2",
-                                          self.account, symbol)
-        if price is None:
+        await self._ensure()
+        marks = self.book.symbols.get(symbol)
+        if marks is None or marks.last_price is None:
             raise UnknownSymbol(f"symbol {symbol!r} does not exist on the paper venue (no filters, no price)")
-        self._filters[symbol] = default_filters(symbol, float(price))
+        self._filters[symbol] = default_filters(symbol, marks.last_price)
         return self._filters[symbol]
 
     async def leverage_brackets(self, symbol: str) -> tuple[Bracket, ...]:
@@ -394,9 +240,12 @@ class PaperExchange(PaperBooks):
         if leverage < 1 or leverage > brackets[0].max_leverage:
             raise OrderRejected(f"leverage {leverage} is not valid for {symbol} (max {brackets[0].max_leverage})",
                                 code="-4028")
-        await self._pool.execute(
-            """INSERT INTO paper_symbols (account, symbol, leverage) VALUES ($1,$2,$3)
-               ON CONFLICT (account, symbol) DO UPDATE SET leverage=$3""", self.account, symbol, leverage)
+        await self._ensure()
+        marks = self.book.symbols.get(symbol)
+        if marks is not None and marks.leverage == leverage:
+            return
+        self.book.set_leverage(symbol, leverage)
+        await self._write(marks_too=True)
 
     async def set_margin_mode(self, symbol: str, mode: str = "isolated") -> None:
         if mode != "isolated":

@@ -1,0 +1,532 @@
+"""The paper venue's books in memory: one account's wallet, symbols, positions, orders, trades and
+funding, and every state transition of the simulated venue — synchronous, no I/O.
+
+`PaperExchange` (quorum.execution.paper) wraps a `PaperBook` for the engine and persists what
+changed (`PaperBook.changes()`, written by `quorum.store.paper`). The book's rules are the
+venue's rules, with the shared `FillModel` and the shared venue rules (`venue_rules`):
+
+- a market order fills at once at the last price plus slippage, taker fee; isolated margin
+  (notional / the symbol's leverage) plus the fee must fit in wallet − used margin;
+- reduce-only STOP_MARKET / TAKE_PROFIT_MARKET orders trigger inside `on_bar` (the bar stands in
+  for the mark price; the stop nearest the price first); a liquidation closes the position at
+  the liquidation price with the taker fee;
+- funding for every funding time up to the bar's open, charged at the bar's open;
+- when a position closes its remaining reduce-only orders expire.
+
+A failed operation (refused order, insufficient margin) changes nothing. Ids for new orders and
+trades come from `ids` (the database's sequences for a persisted book, a counter otherwise).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from quorum.domain.fills import FillModel, funding_times
+from quorum.domain.models import Bracket, Candle, OrderState, Side, SymbolFilters
+from quorum.execution.exchange import (
+    Balance,
+    FundingEntry,
+    InsufficientMargin,
+    OrderRejected,
+    OrderRequest,
+    UnknownSymbol,
+    VenueFill,
+    VenueOrder,
+    VenuePosition,
+    WouldTrigger,
+)
+from quorum.execution.venue_rules import DEFAULT_BRACKETS, EPS, bracket_for, isolated_liquidation_price
+
+OPEN_STATES = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)
+MAX_TRIGGERS_PER_BAR = 4  # a partial TP and the stop may both trigger on one bar
+
+
+class FundingSource(Protocol):
+    """Funding rates by (symbol, funding time): `prefetch` may do I/O (before the book is
+    touched), `rate` only reads what was fetched (None = no rate known)."""
+
+    async def prefetch(self, symbol: str, start_ms: int, end_ms: int) -> None: ...
+
+    def rate(self, symbol: str, time_ms: int) -> float | None: ...
+
+
+class CallableFunding:
+    """A plain `(symbol, time_ms) -> rate` function (recorded data) as a `FundingSource`."""
+
+    def __init__(self, fn: Callable[[str, int], float | None]) -> None:
+        self.fn = fn
+
+    async def prefetch(self, symbol: str, start_ms: int, end_ms: int) -> None:
+        return None
+
+    def rate(self, symbol: str, time_ms: int) -> float | None:
+        return self.fn(symbol, time_ms)
+
+
+@dataclass(slots=True)
+class SymbolMarks:
+    """How far the venue has seen a symbol: last price, the last processed bar's close
+    (`bar_until_ms`), funding settled up to `funded_until_ms`, and the symbol's leverage."""
+
+    symbol: str
+    leverage: int = 20
+    last_price: float | None = None
+    last_time_ms: int | None = None
+    funded_until_ms: int | None = None
+    bar_until_ms: int | None = None
+
+
+@dataclass(slots=True)
+class BookPosition:
+    symbol: str
+    side: Side
+    quantity: float
+    entry_price: float
+    leverage: int
+    isolated_margin: float
+    liquidation_price: float | None
+
+
+@dataclass(slots=True)
+class BookOrder:
+    client_order_id: str
+    exchange_order_id: int
+    symbol: str
+    side: str
+    type: str
+    reduce_only: bool
+    quantity: float
+    stop_price: float | None
+    state: OrderState
+    time_ms: int
+    filled_quantity: float = 0.0
+    average_price: float | None = None
+    closed_ms: int | None = None
+
+    def view(self) -> VenueOrder:
+        return VenueOrder(self.client_order_id, str(self.exchange_order_id), self.symbol, self.side, self.type,
+                          self.quantity, self.state, self.filled_quantity, self.average_price, self.stop_price,
+                          self.reduce_only, self.time_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class BookTrade:
+    trade_id: int
+    client_order_id: str
+    symbol: str
+    side: str
+    quantity: float
+    price: float
+    fee: float
+    realized_pnl: float
+    reason: str | None
+    time_ms: int
+    liquidity: str = "taker"
+
+
+@dataclass(frozen=True, slots=True)
+class BookFunding:
+    symbol: str
+    time_ms: int
+    rate: float
+    mark_price: float
+    quantity: float
+    amount: float
+
+
+@dataclass
+class BookChanges:
+    """What changed since the last `changes()`: rows to write. `marks_only` when nothing but
+    symbols' progress marks changed (safe to write later, with the next change or at the end of
+    the step)."""
+
+    wallet: float | None = None
+    symbols: list[SymbolMarks] = field(default_factory=list)
+    positions: list[BookPosition] = field(default_factory=list)
+    closed_positions: list[str] = field(default_factory=list)
+    orders: list[BookOrder] = field(default_factory=list)
+    trades: list[BookTrade] = field(default_factory=list)
+    funding: list[BookFunding] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return self.wallet is None and not (self.symbols or self.positions or self.closed_positions or self.orders
+                                            or self.trades or self.funding)
+
+
+class Ids:
+    """Order and trade ids: drawn from `reserve` (filled by the owner, e.g. from database
+    sequences); a book without an owner numbers them itself."""
+
+    def __init__(self, *, counting: bool = False) -> None:
+        self.orders: list[int] = []
+        self.trades: list[int] = []
+        self._count: Iterator[int] | None = itertools.count(1) if counting else None
+
+    def low(self, need: int = MAX_TRIGGERS_PER_BAR + 1) -> bool:
+        return self._count is None and (len(self.orders) < need or len(self.trades) < need)
+
+    def reserve(self, orders: list[int], trades: list[int]) -> None:
+        self.orders.extend(orders)
+        self.trades.extend(trades)
+
+    def order(self) -> int:
+        return next(self._count) if self._count is not None else self.orders.pop(0)
+
+    def trade(self) -> int:
+        return next(self._count) if self._count is not None else self.trades.pop(0)
+
+
+class PaperBook:
+    """One paper account in memory (see the module docstring)."""
+
+    def __init__(self, *, model: FillModel, wallet: float, brackets: dict[str, tuple[Bracket, ...]] | None = None,
+                 funding_rate: float | None = 0.0001, funding_interval_ms: int = 8 * 3_600_000,
+                 ids: Ids | None = None, on_funding: Callable[[str], None] | None = None) -> None:
+        self.model = model
+        self.wallet = wallet
+        self.brackets = dict(brackets or {})
+        self.funding_rate = funding_rate
+        self.funding_interval_ms = funding_interval_ms
+        self.ids = ids or Ids(counting=True)
+        self.on_funding = on_funding
+        self.symbols: dict[str, SymbolMarks] = {}
+        self.positions: dict[str, BookPosition] = {}
+        self.orders: dict[str, BookOrder] = {}  # by client order id, in exchange-id order
+        self.open_orders: dict[str, dict[str, BookOrder]] = {}  # symbol → cid → open order
+        self.trades: dict[str, list[BookTrade]] = {}  # by symbol, in trade-id order
+        self.funding: dict[tuple[str, int], BookFunding] = {}
+        self._changes = BookChanges()
+        self._dirty_symbols: set[str] = set()
+        self._dirty_positions: set[str] = set()
+        self._dirty_orders: set[str] = set()
+        self._wallet_dirty = False
+        self._views: dict[str, VenuePosition] = {}  # symbol → its position as last shown
+
+    # --- loading (a persisted book) ---------------------------------------------------------
+    def load(self, *, symbols: list[SymbolMarks], positions: list[BookPosition], orders: list[BookOrder],
+             trades: list[BookTrade], funding: list[BookFunding]) -> None:
+        self.symbols = {s.symbol: s for s in symbols}
+        self.positions = {p.symbol: p for p in positions}
+        self.orders = {o.client_order_id: o for o in sorted(orders, key=lambda o: o.exchange_order_id)}
+        self.open_orders = {}
+        for o in self.orders.values():
+            if o.state in OPEN_STATES:
+                self.open_orders.setdefault(o.symbol, {})[o.client_order_id] = o
+        self.trades = {}
+        for t in sorted(trades, key=lambda t: t.trade_id):
+            self.trades.setdefault(t.symbol, []).append(t)
+        self.funding = {(f.symbol, f.time_ms): f for f in funding}
+        self._views = {}
+
+    # --- what changed -----------------------------------------------------------------------
+    def changes(self) -> BookChanges:
+        """The rows changed since the last call (and forget them)."""
+        out = self._changes
+        out.wallet = self.wallet if self._wallet_dirty else None
+        out.symbols = [replace(self.symbols[s]) for s in sorted(self._dirty_symbols)]
+        out.positions = [replace(self.positions[s]) for s in sorted(self._dirty_positions) if s in self.positions]
+        out.closed_positions = sorted(s for s in self._dirty_positions if s not in self.positions)
+        out.orders = [replace(self.orders[c]) for c in self._dirty_orders]
+        self._changes = BookChanges()
+        self._dirty_symbols, self._dirty_positions, self._dirty_orders = set(), set(), set()
+        self._wallet_dirty = False
+        return out
+
+    @property
+    def marks_only(self) -> bool:
+        """Nothing but progress marks changed since the last `changes()`."""
+        c = self._changes
+        return not (self._wallet_dirty or self._dirty_positions or self._dirty_orders or c.trades or c.funding)
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._dirty_symbols) or not self.marks_only
+
+    def _marks(self, symbol: str) -> SymbolMarks:
+        self._dirty_symbols.add(symbol)
+        self._views.pop(symbol, None)
+        if symbol not in self.symbols:
+            self.symbols[symbol] = SymbolMarks(symbol)
+        return self.symbols[symbol]
+
+    # --- market data ------------------------------------------------------------------------
+    def on_price(self, symbol: str, price: float, time_ms: int) -> None:
+        """The latest price; market orders fill from it. While the symbol is flat its progress
+        marks move with the price (seen up to `time_ms`, funding settled to just before it)."""
+        if price <= 0:
+            raise ValueError(f"{symbol}: price must be > 0")
+        known = symbol in self.symbols
+        m = self._marks(symbol)
+        m.last_price, m.last_time_ms = price, time_ms
+        if not known:
+            m.funded_until_ms = m.bar_until_ms = time_ms
+        elif symbol not in self.positions:
+            m.bar_until_ms = max(time_ms if m.bar_until_ms is None else m.bar_until_ms, time_ms)
+            m.funded_until_ms = max(time_ms - 1 if m.funded_until_ms is None else m.funded_until_ms, time_ms - 1)
+
+    def held(self) -> dict[str, int | None]:
+        """Symbols with an open position → the close of the last bar processed for them."""
+        out: dict[str, int | None] = {}
+        for sym in sorted(self.positions):
+            m = self.symbols.get(sym)
+            out[sym] = None if m is None else (m.bar_until_ms if m.bar_until_ms is not None else m.last_time_ms)
+        return out
+
+    def seen(self, symbol: str, close_ms: int) -> bool:
+        m = self.symbols.get(symbol)
+        return m is not None and m.bar_until_ms is not None and close_ms <= m.bar_until_ms
+
+    def on_bar(self, symbol: str, bar: Candle, close_ms: int, rate: Callable[[str, int], float | None] | None
+               ) -> list[VenueFill]:
+        """Process one closed bar (ending at `close_ms`): funding due by its open, then stops,
+        take-profits and liquidation on its range; its close becomes the last price. A bar
+        already processed is ignored."""
+        if self.seen(symbol, close_ms):
+            return []
+        m = self.symbols.get(symbol)
+        if m is None:
+            m = self._marks(symbol)
+            m.last_price, m.last_time_ms, m.funded_until_ms = bar.open, bar.open_ms, bar.open_ms
+        funded_until = m.funded_until_ms if m.funded_until_ms is not None else bar.open_ms
+        for t in funding_times(funded_until, bar.open_ms, self.funding_interval_ms):
+            self._apply_funding(symbol, t, bar.open, rate)
+        fills: list[VenueFill] = []
+        for _ in range(MAX_TRIGGERS_PER_BAR):
+            fill = self._trigger(symbol, bar)
+            if fill is None:
+                break
+            fills.append(fill)
+        m = self._marks(symbol)
+        m.last_price, m.last_time_ms, m.bar_until_ms = bar.close, close_ms, close_ms
+        m.funded_until_ms = max(bar.open_ms, m.funded_until_ms if m.funded_until_ms is not None else bar.open_ms)
+        return fills
+
+    def _apply_funding(self, symbol: str, t: int, mark: float, rate_of: Callable[[str, int], float | None] | None
+                       ) -> None:
+        pos = self.positions.get(symbol)
+        if pos is None or (symbol, t) in self.funding:
+            return
+        rate = rate_of(symbol, t) if rate_of is not None else None
+        source = "published"
+        if rate is None:
+            rate, source = self.funding_rate, "fallback"
+        if rate is None:
+            return
+        amount = self.model.funding_payment(pos.side, pos.quantity, mark, rate)
+        row = BookFunding(symbol, t, rate, mark, pos.quantity, amount)
+        self.funding[(symbol, t)] = row
+        self._changes.funding.append(row)
+        self._set_wallet(self.wallet - amount)
+        if self.on_funding is not None:
+            self.on_funding(source)
+
+    def _trigger(self, symbol: str, bar: Candle) -> VenueFill | None:
+        pos = self.positions.get(symbol)
+        if pos is None:
+            return None
+        side = pos.side
+        conditional = [o for o in self.open_orders.get(symbol, {}).values()
+                       if o.state is OrderState.ACCEPTED and o.type in ("stop_market", "take_profit_market")]
+        conditional.sort(key=lambda o: o.exchange_order_id)
+        # the stop nearest the price triggers first (highest for a long); the nearest TP likewise
+        stop = max((o for o in conditional if o.type == "stop_market"),
+                   key=lambda o: float(o.stop_price or 0.0) * side.sign, default=None)
+        tp = min((o for o in conditional if o.type == "take_profit_market"),
+                 key=lambda o: float(o.stop_price or 0.0) * side.sign, default=None)
+        ex = self.model.bar_exit(side, bar.open, bar.high, bar.low,
+                                 stop_price=None if stop is None else stop.stop_price,
+                                 take_profit=None if tp is None else tp.stop_price,
+                                 liquidation_price=pos.liquidation_price)
+        if ex is None:
+            return None
+        order = {"stop": stop, "take_profit": tp}.get(ex.kind.value)
+        fill_qty = pos.quantity if order is None else min(pos.quantity, order.quantity)
+        price, fee = self.model.exit_fill(side, ex, fill_qty)
+        if order is None:  # liquidation: the venue's own market order
+            order = self._new_order(OrderRequest(f"liquidation-{bar.open_ms}", symbol,
+                                                 "sell" if side is Side.LONG else "buy", "market", fill_qty, None,
+                                                 True), bar.open_ms)
+            self._add_order(order)
+        return self._fill(order, fill_qty, price, fee, bar.open_ms, reason=ex.kind.value)
+
+    # --- orders -----------------------------------------------------------------------------
+    def _new_order(self, req: OrderRequest, t: int) -> BookOrder:
+        return BookOrder(req.client_order_id, self.ids.order(), req.symbol, req.order_side, req.type,
+                         req.reduce_only, req.quantity, req.stop_price, OrderState.ACCEPTED, t)
+
+    def _add_order(self, order: BookOrder) -> None:
+        self.orders[order.client_order_id] = order
+        self.open_orders.setdefault(order.symbol, {})[order.client_order_id] = order
+        self._dirty_orders.add(order.client_order_id)
+
+    def _end_order(self, order: BookOrder, state: OrderState, t: int | None) -> None:
+        order.state, order.closed_ms = state, t
+        self.open_orders.get(order.symbol, {}).pop(order.client_order_id, None)
+        self._dirty_orders.add(order.client_order_id)
+
+    def create_order(self, req: OrderRequest, filters: SymbolFilters, now_ms: int | None) -> VenueOrder:
+        """Accept (and for a market order, fill) `req`; raises the venue's refusal otherwise."""
+        if req.client_order_id in self.orders:
+            raise OrderRejected(f"client order id {req.client_order_id} is duplicated", code="-4116")
+        m = self.symbols.get(req.symbol)
+        if m is None or m.last_price is None:
+            raise UnknownSymbol(f"{req.symbol}: no price yet on the paper venue")
+        price = m.last_price
+        t = int(now_ms if now_ms is not None else (m.last_time_ms or 0))
+        if req.quantity < filters.min_qty - EPS:
+            raise OrderRejected(f"quantity {req.quantity} below min {filters.min_qty}", code="-4003")
+        pos = self.positions.get(req.symbol)
+        if req.conditional:
+            if pos is None:
+                raise OrderRejected("reduce-only order rejected: no position", code="-2022")
+            sp = float(req.stop_price or 0)
+            gap = (price - sp) * pos.side.sign
+            if (gap <= 0) if req.type == "stop_market" else (gap >= 0):
+                raise WouldTrigger(f"order would immediately trigger ({req.type} {sp} vs mark {price})", code="-2021")
+            order = self._new_order(req, t)
+            self._add_order(order)
+            return order.view()
+        if req.reduce_only and (pos is None or (req.order_side == "buy") == (pos.side is Side.LONG)):
+            raise OrderRejected("reduce-only order rejected: it would not reduce the position", code="-2022")
+        qty = min(req.quantity, pos.quantity) if req.reduce_only and pos is not None else req.quantity
+        notional = qty * price
+        if not req.reduce_only and notional < filters.min_notional - EPS:
+            raise OrderRejected(f"order's notional {notional:.4f} must be no smaller than {filters.min_notional}",
+                                code="-4164")
+        fill_price = self.model.market_price(req.order_side, price, notional)
+        fee = self.model.fee(qty * fill_price)
+        order = self._new_order(req, t)
+        self._check_margin(order, qty, fill_price, fee)  # before anything changes
+        self._add_order(order)
+        self._fill(order, qty, fill_price, fee, t)
+        return order.view()
+
+    def cancel_order(self, client_order_id: str) -> VenueOrder | None:
+        order = self.orders.get(client_order_id)
+        if order is None:
+            return None
+        if order.state is OrderState.ACCEPTED:
+            m = self.symbols.get(order.symbol)
+            self._end_order(order, OrderState.CANCELLED, None if m is None else m.last_time_ms)
+        return order.view()
+
+    def set_leverage(self, symbol: str, leverage: int) -> None:
+        self._marks(symbol).leverage = leverage
+
+    # --- fills ------------------------------------------------------------------------------
+    def _opens(self, order: BookOrder) -> bool:
+        pos = self.positions.get(order.symbol)
+        return pos is None or (pos.side is Side.LONG) == (order.side == "buy")
+
+    def _check_margin(self, order: BookOrder, qty: float, price: float, fee: float) -> None:
+        if not self._opens(order):
+            return
+        m = self.symbols.get(order.symbol)
+        margin = qty * price / (m.leverage if m else 20)
+        if self.wallet - self.used_margin() < margin + fee:
+            raise InsufficientMargin("Margin is insufficient.", code="-2019")
+
+    def _fill(self, order: BookOrder, qty: float, price: float, fee: float, t: int,
+              reason: str | None = None) -> VenueFill:
+        """Execute `qty` of `order` at `price`: position, margin, wallet, trade, order state."""
+        symbol = order.symbol
+        pos = self.positions.get(symbol)
+        m = self.symbols.get(symbol)
+        leverage = m.leverage if m else 20
+        realized, wallet_delta = 0.0, -fee
+        self._dirty_positions.add(symbol)
+        self._views.pop(symbol, None)
+        if self._opens(order):
+            side = Side.LONG if order.side == "buy" else Side.SHORT
+            margin = qty * price / leverage
+            if pos is None:
+                new_qty, entry, new_margin = qty, price, margin
+            else:
+                old = pos.quantity
+                new_qty = old + qty
+                entry = (pos.entry_price * old + price * qty) / new_qty
+                new_margin, leverage, side = pos.isolated_margin + margin, pos.leverage, pos.side
+            b = bracket_for(new_qty * entry, self.brackets.get(symbol, DEFAULT_BRACKETS))
+            liq = isolated_liquidation_price(side, new_qty, entry, new_margin, b.maint_margin_rate, b.maint_amount)
+            self.positions[symbol] = BookPosition(symbol, side, new_qty, entry, leverage, new_margin, liq)
+        else:  # reduce (never flips: callers open after a close)
+            assert pos is not None
+            old = pos.quantity
+            qty = min(qty, old)
+            realized = (price - pos.entry_price) * qty * pos.side.sign
+            wallet_delta += realized
+            released = pos.isolated_margin * qty / old
+            if old - qty <= EPS:
+                del self.positions[symbol]
+                for other in list(self.open_orders.get(symbol, {}).values()):
+                    if other.reduce_only and other.state is OrderState.ACCEPTED \
+                            and other.client_order_id != order.client_order_id:
+                        self._end_order(other, OrderState.EXPIRED, t)
+            else:
+                rest, margin = old - qty, pos.isolated_margin - released
+                b = bracket_for(rest * pos.entry_price, self.brackets.get(symbol, DEFAULT_BRACKETS))
+                pos.quantity, pos.isolated_margin = rest, margin
+                pos.liquidation_price = isolated_liquidation_price(pos.side, rest, pos.entry_price, margin,
+                                                                   b.maint_margin_rate, b.maint_amount)
+        self._set_wallet(self.wallet + wallet_delta)
+        trade = BookTrade(self.ids.trade(), order.client_order_id, symbol, order.side, qty, price, fee, realized,
+                          reason, t)
+        self.trades.setdefault(symbol, []).append(trade)
+        self._changes.trades.append(trade)
+        filled = order.filled_quantity + qty
+        order.average_price = price if not order.average_price else (
+            (order.average_price * order.filled_quantity + price * qty) / filled)
+        order.filled_quantity = filled
+        self._end_order(order, OrderState.FILLED, t)  # a reduce-only order capped at the position is complete
+        return self.fill_view(trade, order)
+
+    def _set_wallet(self, value: float) -> None:
+        self.wallet = value
+        self._wallet_dirty = True
+
+    # --- reads ------------------------------------------------------------------------------
+    @staticmethod
+    def fill_view(t: BookTrade, order: BookOrder | None) -> VenueFill:
+        return VenueFill(str(t.trade_id), t.client_order_id, None if order is None else str(order.exchange_order_id),
+                         t.symbol, t.side, t.quantity, t.price, t.fee, t.time_ms, t.liquidity, t.realized_pnl)
+
+    def used_margin(self) -> float:
+        return sum(p.isolated_margin for p in self.positions.values())
+
+    def fetch_open_orders(self, symbol: str | None) -> list[VenueOrder]:
+        groups = [self.open_orders.get(symbol, {})] if symbol is not None else list(self.open_orders.values())
+        rows = sorted((o for g in groups for o in g.values()), key=lambda o: o.exchange_order_id)
+        return [o.view() for o in rows]
+
+    def fetch_positions(self) -> list[VenuePosition]:
+        return [self._view(sym) for sym in sorted(self.positions)]
+
+    def _view(self, sym: str) -> VenuePosition:
+        view = self._views.get(sym)
+        if view is None:
+            p = self.positions[sym]
+            m = self.symbols.get(sym)
+            mark = m.last_price if m is not None and m.last_price is not None else p.entry_price
+            view = self._views[sym] = VenuePosition(
+                sym, p.side, p.quantity, p.entry_price, mark, p.liquidation_price, float(p.leverage), "isolated",
+                (mark - p.entry_price) * p.quantity * p.side.sign, p.isolated_margin)
+        return view
+
+    def fetch_fills(self, symbol: str, since_ms: int | None) -> list[VenueFill]:
+        return [self.fill_view(t, self.orders.get(t.client_order_id)) for t in self.trades.get(symbol, ())
+                if since_ms is None or t.time_ms >= since_ms]
+
+    def funding_history(self, symbol: str | None, since_ms: int | None) -> list[FundingEntry]:
+        rows = sorted((f for f in self.funding.values() if (symbol is None or f.symbol == symbol)
+                       and (since_ms is None or f.time_ms >= since_ms)), key=lambda f: (f.time_ms, f.symbol))
+        return [FundingEntry(f.symbol, f.time_ms, f.amount, f.rate, f.mark_price, f.quantity) for f in rows]
+
+    def balance(self) -> Balance:
+        positions = self.fetch_positions()
+        used = sum(p.isolated_margin or 0.0 for p in positions)
+        upnl = sum(p.unrealized_pnl for p in positions)
+        return Balance(self.wallet, self.wallet - used + min(upnl, 0.0), upnl)
