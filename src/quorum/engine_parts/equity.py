@@ -12,6 +12,7 @@ drawdown breaker reset) gives the drawdown gauge without reading the history bac
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -25,8 +26,12 @@ log = structlog.get_logger("quorum.engine")
 class EquityRecorder:
     """Writes the history for one engine (see the module docstring)."""
 
-    def __init__(self, pool: Any, mode: str, exchange: Any, *, keep_ms: int = FULL_RESOLUTION_MS) -> None:
+    def __init__(self, pool: Any, mode: str, exchange: Any, *, keep_ms: int = FULL_RESOLUTION_MS,
+                 fills_written: Callable[[], int] | None = None) -> None:
         self.pool = pool
+        # how many fills this process has stored so far (no new one: no need to look)
+        self._fills_written = fills_written
+        self._looked_at: int | None = None
         self.repo = EquityRepository(pool, mode)
         self.mode = mode
         self.exchange = exchange
@@ -65,16 +70,21 @@ class EquityRecorder:
         """A row for every fill stored since the last call (the account as it is now, at the
         fill's time). Returns how many."""
         async with self._lock:
+            written = self._fills_written() if self._fills_written is not None else None
+            if written is not None and written == self._looked_at:
+                return 0
             await self.load()
             assert self._last_fill_id is not None
             new = await self.repo.new_fills(self._last_fill_id)
             if not new:
+                self._looked_at = written
                 return 0
             snap = await self.account(new[-1][1])
             for fill_id, at_ms in new:
                 await self._write(AccountSnapshot(at_ms, snap.wallet_balance, snap.unrealized_pnl,
                                                   snap.open_positions, snap.gross_exposure), "fill", fill_id)
                 self._last_fill_id = fill_id
+            self._looked_at = written
             return len(new)
 
     async def bar_closed(self, t: int) -> None:

@@ -36,6 +36,10 @@ class Ledger:
         self.exchange = exchange
         self.orders = OrderRepository(pool, mode)
         self.positions = PositionRepository(pool, mode)
+        self.positions.forget()  # a new owner of the mode's positions (a start) reads them afresh
+        self._funding_seen: dict[str, set[int]] = {}  # position id → funding times already stored
+        self._known_trades: dict[str, set[str]] = {}  # symbol → venue trade ids already stored
+        self._settled_at: dict[str, int] = {}  # position id → `orders.fill_writes` when it was last settled
 
     async def book_entry(self, entry_cid: str, position_id: str, *, opened_ms: int) -> PositionState | None:
         """Create (once) the position of a filled entry order. Returns the position or None."""
@@ -61,17 +65,37 @@ class Ledger:
             initial_stop=stop, stop_price=stop, take_profit=info.get("take_profit"), leverage=lev,
             opened_ms=opened_ms, peak_price=avg, atr=info.get("atr"), position_id=position_id,
             decision_id=order["decision_id"])
-        async with self.pool.acquire() as conn, conn.transaction():
-            await self.positions.open(state, margin_mode=info.get("margin_mode", "isolated"), margin=qty * avg / lev,
-                                      risk_usd=info.get("risk_usd"), fees=fees, conn=conn)
-            await self.orders.set_position(entry_cid, position_id, conn=conn)
-            await conn.execute("UPDATE fills SET position_id=$2 WHERE client_order_id=$1", entry_cid, position_id)
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self.positions.open(state, margin_mode=info.get("margin_mode", "isolated"),
+                                          margin=qty * avg / lev, risk_usd=info.get("risk_usd"), fees=fees, conn=conn)
+                await self.orders.set_position(entry_cid, position_id, conn=conn)
+                await conn.execute("UPDATE fills SET position_id=$2 WHERE client_order_id=$1", entry_cid, position_id)
+        except BaseException:
+            self.positions.forget()  # what the transaction returned was not committed
+            raise
         log.info("position.opened", position_id=position_id, symbol=state.symbol, qty=qty, entry=avg)
         return state
 
     async def settle(self, position_id: str, exit_reason: str | None, *, closed_ms: int) -> float | None:
         """Quantity and fees from the fills; close when flat. Returns net P&L when closed."""
+        mark = self.orders.fill_writes
+        if self._settled_at.get(position_id) == mark:
+            return None  # no fill stored since it was settled open: nothing would change
         await self.orders.link_fills()
+        try:
+            net = await self._settle(position_id, exit_reason, closed_ms)
+        except BaseException:
+            self.positions.forget()  # what the transaction returned was not committed
+            raise
+        if net is None:
+            self._settled_at[position_id] = mark
+        else:
+            self._settled_at.pop(position_id, None)
+            self._funding_seen.pop(position_id, None)
+        return net
+
+    async def _settle(self, position_id: str, exit_reason: str | None, closed_ms: int) -> float | None:
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow("SELECT * FROM positions WHERE id=$1 FOR UPDATE", position_id)
             if row is None or row["status"] != "open":
@@ -94,8 +118,7 @@ class Ledger:
             remaining = max(in_qty - out_qty, 0.0)
             if remaining > QTY_EPS or not exits:
                 if abs(remaining - pos.quantity) > QTY_EPS:
-                    await conn.execute("UPDATE positions SET quantity=$2, updated_at=now() WHERE id=$1",
-                                       position_id, remaining)
+                    await self.positions.set_quantity(position_id, remaining, conn=conn)
                 return None
             if exit_reason is None:  # the order that closed it says why
                 last = exits[-1]
@@ -115,7 +138,9 @@ class Ledger:
     async def import_venue_fills(self, symbol: str, since_ms: int | None = None) -> list[tuple[VenueFill, str]]:
         """Store every venue trade of `symbol` we lack. Returns (fill, purpose) of new ones."""
         trades = await self.exchange.fetch_fills(symbol, since_ms=since_ms)
-        known = await self.orders.known_trade_ids(symbol)
+        known = self._known_trades.get(symbol)
+        if known is None or any(t.trade_id not in known for t in trades):
+            known = self._known_trades[symbol] = await self.orders.known_trade_ids(symbol)
         new: list[tuple[VenueFill, str]] = []
         for t in trades:
             if t.trade_id in known:
@@ -142,6 +167,7 @@ class Ledger:
                     assert row is not None
             if await self.orders.record_fill(t, row["client_order_id"], position_id=row["position_id"]):
                 new.append((t, row["purpose"]))
+            known.add(t.trade_id)
         return new
 
     async def sync_funding(self, position: PositionState) -> float:
@@ -149,15 +175,24 @@ class Ledger:
         assert position.position_id is not None
         entries = await self.exchange.funding_history(position.symbol, since_ms=position.opened_ms)
         added = 0.0
+        seen = self._funding_seen.setdefault(position.position_id, set())
         for e in entries:
-            async with self.pool.acquire() as conn, conn.transaction():
-                ok = await self.orders.record_funding(
-                    position_id=position.position_id, symbol=e.symbol, time_ms=e.time_ms, rate=e.rate or 0.0,
-                    mark_price=e.mark_price or 0.0, quantity=e.quantity or position.quantity, amount=e.amount,
-                    conn=conn)
-                if ok:
-                    await self.positions.add_costs(position.position_id, funding=e.amount, conn=conn)
-                    added += e.amount
+            if e.time_ms in seen:  # stored by an earlier call of this process
+                continue
+            try:
+                async with self.pool.acquire() as conn, conn.transaction():
+                    ok = await self.orders.record_funding(
+                        position_id=position.position_id, symbol=e.symbol, time_ms=e.time_ms, rate=e.rate or 0.0,
+                        mark_price=e.mark_price or 0.0, quantity=e.quantity or position.quantity, amount=e.amount,
+                        conn=conn)
+                    if ok:
+                        await self.positions.add_costs(position.position_id, funding=e.amount, conn=conn)
+            except BaseException:
+                self.positions.forget()
+                raise
+            seen.add(e.time_ms)
+            if ok:
+                added += e.amount
         return added
 
 

@@ -54,6 +54,7 @@ class Reconciler:
     async def run(self) -> ReconcileReport:
         """One full pass; see the module docstring."""
         report = ReconcileReport()
+        self.positions.forget()  # the record is read afresh, as after a restart
         try:
             await self.exchange.check_position_mode()
             await self._orders(report)

@@ -36,6 +36,7 @@ class OrderRepository:
     def __init__(self, pool: asyncpg.Pool, mode: str) -> None:
         self._pool = pool
         self.mode = mode
+        self.fill_writes = 0  # fills stored through this repository (the ledger's settle memo)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -173,6 +174,7 @@ class OrderRepository:
             client_order_id, fill.trade_id, self.mode, fill.symbol, fill.order_side, fill.quantity,
             fill.price, fill.fee, fill.liquidity, position_id, fill.realized_pnl, ms_to_dt(fill.time_ms),
         )
+        self.fill_writes += 1  # (even a repeat: a caller's transaction may still roll back)
         return bool(inserted)
 
     async def fills_for_order(self, client_order_id: str) -> list[dict[str, Any]]:

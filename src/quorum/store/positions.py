@@ -48,12 +48,64 @@ def row_to_state(row: asyncpg.Record) -> PositionState:
     )
 
 
+class _OpenCache:
+    """The open positions of one (pool, mode), shared by every repository on them."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, dict[str, Any]] | None = None  # id → row of the open positions
+        self.states: dict[str, PositionState] = {}  # id → the row as a state (built once per row)
+        self.writes = 0  # a load that raced a write is not kept
+
+
+# id(pool) → (the pool, mode → cache); the pool is held so that its id is never reused while a
+# cache is keyed by it (asyncpg pools cannot be weakly referenced)
+_caches: dict[int, tuple[Any, dict[str, _OpenCache]]] = {}
+
+
+def _shared_cache(pool: Any, mode: str) -> _OpenCache:
+    entry = _caches.setdefault(id(pool), (pool, {}))
+    return entry[1].setdefault(mode, _OpenCache())
+
+
 class PositionRepository:
-    """Persistence of positions for one trading mode."""
+    """Persistence of positions for one trading mode.
+
+    The open positions are also kept in memory, shared by every repository on the same pool and
+    mode (the one process trading a mode writes its positions only through them): loaded by the
+    first read, refreshed from each write's RETURNING row, so reading them costs no round trip.
+    A failed transaction must call `forget()` (its RETURNING rows were never committed)."""
 
     def __init__(self, pool: asyncpg.Pool, mode: str) -> None:
         self._pool = pool
         self.mode = mode
+        self._c = _shared_cache(pool, mode)
+
+    def forget(self) -> None:
+        """Drop what is cached: the next read loads the open positions again."""
+        self._c.rows = None
+        self._c.states = {}
+        self._c.writes += 1
+
+    def remember(self, row: asyncpg.Record | dict[str, Any] | None) -> None:
+        """A row as a write returned it."""
+        self._c.writes += 1
+        if row is None or self._c.rows is None:
+            return
+        self._c.states.pop(row["id"], None)
+        if row["status"] == "open" and row["mode"] == self.mode:
+            self._c.rows[row["id"]] = dict(row)
+        else:
+            self._c.rows.pop(row["id"], None)
+
+    async def _open_rows(self) -> list[dict[str, Any]]:
+        if self._c.rows is not None:
+            return sorted(self._c.rows.values(), key=lambda r: r["opened_at"])
+        writes = self._c.writes
+        rows = [dict(r) for r in await self._pool.fetch(
+            "SELECT * FROM positions WHERE mode = $1 AND status = 'open' ORDER BY opened_at", self.mode)]
+        if writes == self._c.writes:
+            self._c.rows = {r["id"]: r for r in rows}
+        return rows
 
     async def open(
         self,
@@ -80,50 +132,57 @@ class PositionRepository:
             state.trailing_active, state.partials_done, state.liquidation_price, state.atr,
             risk_usd, state.decision_id, ms_to_dt(state.opened_ms), fees,
         )
-        if conn is not None:
-            await conn.execute(sql, *args)
-        else:
-            await self._pool.execute(sql, *args)
+        self.remember(await (conn or self._pool).fetchrow(sql + " RETURNING *", *args))
         return state.position_id
 
     async def get(self, position_id: str) -> PositionState | None:
-        row = await self._pool.fetchrow("SELECT * FROM positions WHERE id = $1", position_id)
-        return row_to_state(row) if row else None
+        row = await self.get_row(position_id)
+        return self._state(row) if row else None
 
     async def get_row(self, position_id: str) -> dict[str, Any] | None:
+        if self._c.rows is not None and position_id in self._c.rows:
+            return dict(self._c.rows[position_id])
         row = await self._pool.fetchrow("SELECT * FROM positions WHERE id = $1", position_id)
         return dict(row) if row else None
 
+    def _state(self, row: dict[str, Any]) -> PositionState:
+        state = self._c.states.get(row["id"])
+        if state is None:
+            state = row_to_state(row)
+            if self._c.rows is not None and row["id"] in self._c.rows:
+                self._c.states[row["id"]] = state
+        return state
+
     async def open_positions(self) -> list[PositionState]:
-        rows = await self._pool.fetch(
-            "SELECT * FROM positions WHERE mode = $1 AND status = 'open' ORDER BY opened_at", self.mode
-        )
-        return [row_to_state(r) for r in rows]
+        return [self._state(r) for r in await self._open_rows()]
 
     async def open_for_symbol(self, symbol: str) -> PositionState | None:
-        row = await self._pool.fetchrow(
-            "SELECT * FROM positions WHERE mode = $1 AND symbol = $2 AND status = 'open'", self.mode, symbol
-        )
-        return row_to_state(row) if row else None
+        row = next((r for r in await self._open_rows() if r["symbol"] == symbol), None)
+        return self._state(row) if row else None
+
+    async def set_quantity(self, position_id: str, quantity: float, conn: asyncpg.Connection | None = None) -> None:
+        self.remember(await (conn or self._pool).fetchrow(
+            "UPDATE positions SET quantity=$2, updated_at=now() WHERE id=$1 RETURNING *", position_id, quantity))
 
     async def update_risk_state(self, state: PositionState, conn: asyncpg.Connection | None = None) -> None:
         """Persist stop, peak, trailing flag, partial progress, quantity and liquidation price."""
         sql = """UPDATE positions SET stop_price=$2, peak_price=$3, trailing_active=$4, partials_done=$5,
                         quantity=$6, liquidation_price=$7, take_profit=$8, updated_at=now()
-                 WHERE id=$1 AND status='open'"""
+                 WHERE id=$1 AND status='open' RETURNING *"""
         args = (state.position_id, state.stop_price, state.peak_price, state.trailing_active,
                 state.partials_done, state.quantity, state.liquidation_price, state.take_profit)
-        result = await (conn or self._pool).execute(sql, *args)
-        if result != "UPDATE 1":
+        row = await (conn or self._pool).fetchrow(sql, *args)
+        if row is None:
             raise LookupError(f"no open position {state.position_id}")
+        self.remember(row)
 
     async def add_costs(self, position_id: str, *, fees: float = 0.0, funding: float = 0.0,
                         conn: asyncpg.Connection | None = None) -> None:
         """Add fees paid and funding paid (+) / received (−) to a position."""
-        await (conn or self._pool).execute(
-            "UPDATE positions SET fees = fees + $2, funding = funding + $3, updated_at=now() WHERE id=$1",
+        self.remember(await (conn or self._pool).fetchrow(
+            "UPDATE positions SET fees = fees + $2, funding = funding + $3, updated_at=now() WHERE id=$1 RETURNING *",
             position_id, fees, funding,
-        )
+        ))
 
     async def close(
         self,
@@ -137,12 +196,13 @@ class PositionRepository:
     ) -> float:
         """Close a position; net P&L = gross − fees − funding (fees/funding already added).
         Returns the net P&L."""
-        net = await (conn or self._pool).fetchval(
+        row = await (conn or self._pool).fetchrow(
             """UPDATE positions SET status='closed', quantity=0, exit_price=$2, gross_pnl=$3,
                       net_pnl=$3 - fees - funding, exit_reason=$4, closed_at=$5, updated_at=now()
-               WHERE id=$1 AND status='open' RETURNING net_pnl""",
+               WHERE id=$1 AND status='open' RETURNING *""",
             position_id, exit_price, gross_pnl, exit_reason, ms_to_dt(closed_ms),
         )
-        if net is None:
+        if row is None:
             raise LookupError(f"no open position {position_id}")
-        return float(net)
+        self.remember(row)
+        return float(row["net_pnl"])
