@@ -8,9 +8,10 @@ Weights come from a calibrator (track record in Postgres); without one every vot
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -107,6 +108,7 @@ class ConsensusEngine:
         # first: starting a request costs CPU in the SDK, and a fast voter's set-up should
         # overlap the slow voter's wait instead of delaying the slow voter's request.
         self._latency: dict[str, float] = {}
+        self._batch: list[dict[str, Any]] | None = None  # decisions waiting for `batched()`'s end
 
     @classmethod
     def from_settings(cls, settings: Any, analysts: Sequence[Analyst], *, weights: WeightSource | None = None,
@@ -207,6 +209,31 @@ class ConsensusEngine:
                                  records=tuple(records), decision_id=did, analyst=self.analyst, weights=weights,
                                  wall_ms=(time.perf_counter() - t0) * 1000)
         if persist and self.store is not None:
-            await self.store.record_decision(decision_id=did, mode=self.mode, analyst=self.analyst, ctx=ctx,
-                                             proposal=proposal, records=outcome.records, snapshot_hash=shash)
+            record = {"decision_id": did, "mode": self.mode, "analyst": self.analyst, "ctx": ctx,
+                      "proposal": proposal, "records": outcome.records, "snapshot_hash": shash}
+            if self._batch is not None:
+                self._batch.append(record)
+            else:
+                await self.store.record_decision(**record)
         return outcome
+
+    @contextlib.asynccontextmanager
+    async def batched(self) -> AsyncIterator[None]:
+        """Decisions taken inside the block are stored together when it ends (a decision
+        cycle's in one transaction) — before anything acts on them. A store that cannot write
+        many at once stores each as it is taken."""
+        if self.store is None or not hasattr(self.store, "record_decisions") or self._batch is not None:
+            yield
+            return
+        self._batch = []
+        try:
+            yield
+        except Exception:
+            await self._store_batch()
+            raise
+        await self._store_batch()
+
+    async def _store_batch(self) -> None:
+        batch, self._batch = self._batch or [], None
+        if batch:
+            await self.store.record_decisions(batch)  # type: ignore[union-attr]

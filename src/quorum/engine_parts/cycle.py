@@ -8,6 +8,7 @@ while the votes are gathered; only its execution phase holds the trading lock.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -148,7 +149,9 @@ class DecisionCycle:
                 except Exception as exc:  # kept per symbol; the others go on
                     return exc
 
-        outcomes = await asyncio.gather(*(one(snap) for _, snap in todo))
+        batched = getattr(self.consensus, "batched", None)  # the cycle's decisions stored together
+        async with batched() if batched is not None else contextlib.nullcontext():
+            outcomes = await asyncio.gather(*(one(snap) for _, snap in todo))
         results: dict[str, Any] = {}
         failed: list[tuple[str, Exception]] = []
         for (sym, _), outcome in zip(todo, outcomes, strict=True):

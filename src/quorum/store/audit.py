@@ -37,10 +37,15 @@ VOTE_SQL = """INSERT INTO model_votes (decision_id, snapshot_hash, symbol, voter
 PROPOSAL_SQL = """INSERT INTO proposals (decision_id, symbol, action, confidence, reference_price, stop_loss,
                       take_profits, leverage, valid_votes, abstentions, agreement, reason, snapshot_hash, at)
                   VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) RETURNING id"""
-_SNAPSHOT_SQL = """INSERT INTO market_snapshots (hash, symbol, at, price, regime, flags, payload)
+SNAPSHOT_SQL = """INSERT INTO market_snapshots (hash, symbol, at, price, regime, flags, payload)
                    VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (hash) DO NOTHING"""
 
 _t = storable_text
+
+
+def snapshot_row(snap: Snapshot, snapshot_hash: str) -> tuple[Any, ...]:
+    return (snapshot_hash, snap.symbol, ms_to_dt(snap.time_ms), snap.price, snap.regime.value, list(snap.flags),
+            jsonb(snap.to_dict()))
 
 
 def jsonb(obj: Any) -> Any:
@@ -112,9 +117,7 @@ async def salvage(pool: asyncpg.Pool, d: DecisionRows, error: BaseException, att
                                "votes_lost": [], "proposal": False}
     last: BaseException = error
     try:
-        snap = d.snapshot
-        await pool.execute(_SNAPSHOT_SQL, d.snapshot_hash, snap.symbol, ms_to_dt(snap.time_ms), snap.price,
-                           snap.regime.value, list(snap.flags), jsonb(snap.to_dict()))
+        await pool.execute(SNAPSHOT_SQL, *snapshot_row(d.snapshot, d.snapshot_hash))
         written["snapshot"] = True
     except Exception as exc:  # the decision can be kept without it
         last = exc

@@ -27,13 +27,13 @@ from quorum.store.audit import (
     AUDIT_RETRY_WAIT_S,
     DECISION_SQL,
     PROPOSAL_SQL,
+    SNAPSHOT_SQL,
     VOTE_SQL,
     DecisionRows,
-    jsonb,
     salvage,
+    snapshot_row,
 )
 from quorum.store.db import database_answers
-from quorum.store.positions import ms_to_dt
 from quorum.store.text import storable_text
 
 log = structlog.get_logger(__name__)
@@ -48,12 +48,7 @@ class DecisionRepository:
                             snapshot_hash: str | None = None) -> str:
         """Insert the snapshot row unless present; returns its hash."""
         h = snapshot_hash or snapshot.hash
-        await (conn or self._pool).execute(
-            """INSERT INTO market_snapshots (hash, symbol, at, price, regime, flags, payload)
-               VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (hash) DO NOTHING""",
-            h, snapshot.symbol, ms_to_dt(snapshot.time_ms), snapshot.price, snapshot.regime.value,
-            list(snapshot.flags), jsonb(snapshot.to_dict()),
-        )
+        await (conn or self._pool).execute(SNAPSHOT_SQL, *snapshot_row(snapshot, h))
         return h
 
     async def record_decision(self, *, decision_id: str, mode: str, analyst: str, ctx: VoteContext,
@@ -86,6 +81,26 @@ class DecisionRepository:
         if not await database_answers(self._pool):  # the database gone, not one bad row: the caller's
             raise error from None  # outage handling, nothing to salvage
         return await salvage(self._pool, decision, error, AUDIT_ATTEMPTS)
+
+    async def record_decisions(self, items: Sequence[dict[str, Any]]) -> None:
+        """Write many decisions (each `record_decision`'s keyword arguments) in one transaction —
+        a decision cycle's, a few round trips whatever the number of symbols. When that fails,
+        each is written on its own (`record_decision`: retried, then salvaged)."""
+        rows = [DecisionRows(i["decision_id"], i["mode"], i["analyst"], i["ctx"].snapshot, i["proposal"],
+                             tuple(i["records"]), i["snapshot_hash"]) for i in items]
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                snaps = {d.snapshot_hash: d for d in rows}
+                await conn.executemany(SNAPSHOT_SQL, [snapshot_row(d.snapshot, h) for h, d in snaps.items()])
+                await conn.executemany(DECISION_SQL, [d.decision_row() for d in rows])
+                await conn.executemany(VOTE_SQL, [d.vote_row(r) for d in rows for r in d.records])
+                await conn.executemany(PROPOSAL_SQL, [d.proposal_row() for d in rows])
+            return
+        except Exception as exc:
+            log.warning("store.decision_batch_failed", decisions=len(rows),
+                        error=f"{type(exc).__name__}: {storable_text(str(exc))}"[:500])
+        for item in items:
+            await self.record_decision(**item)
 
     async def _write(self, d: DecisionRows) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
