@@ -61,21 +61,25 @@ DECISION_MS = 900_000
 BUDGET_USD = 10_000.0  # no call is refused for budget: the figure is about concurrency
 
 
-def _vote_for(body: dict[str, Any], latency: float) -> Reply:
+MIXED_ACTIONS = ("LONG", "LONG", "SHORT", "HOLD", "HOLD")
+
+
+def _vote_for(body: dict[str, Any], latency: float, actions: tuple[str, ...] = MIXED_ACTIONS) -> Reply:
     """A valid vote for the symbol and price the prompt names; the action is a stable function
-    of the symbol (a mix of LONG, SHORT and HOLD), the same for every voter."""
+    of the symbol (one of `actions`: by default a mix of LONG, SHORT and HOLD), the same for
+    every voter."""
     user = body["messages"][-1]["content"]
     symbol = user.split("Symbol: ", 1)[1].split("\n", 1)[0]
     price = float(user.split("Current price: ", 1)[1].split("\n", 1)[0])
-    action = ("LONG", "LONG", "SHORT", "HOLD", "HOLD")[hashlib.sha256(symbol.encode()).digest()[0] % 5]
+    action = actions[hashlib.sha256(symbol.encode()).digest()[0] % len(actions)]
     return Reply(text=vote_json(action, 0.8, price=price, symbol=symbol), delay=latency)
 
 
-def _serve(conn: Connection, latency: float) -> None:
+def _serve(conn: Connection, latency: float, actions: tuple[str, ...] = MIXED_ACTIONS) -> None:
     """Child process: one fake OpenAI-compatible server per provider."""
 
     async def run() -> None:
-        servers = [FakeOpenAIServer(lambda body: _vote_for(body, latency)) for _ in PROVIDERS]
+        servers = [FakeOpenAIServer(lambda body: _vote_for(body, latency, actions)) for _ in PROVIDERS]
         for srv in servers:
             await srv.start()
         conn.send([srv.base_url for srv in servers])  # type: ignore[attr-defined]
@@ -96,9 +100,9 @@ def _serve(conn: Connection, latency: float) -> None:
 
 
 class Servers:
-    def __init__(self, latency: float) -> None:
+    def __init__(self, latency: float, actions: tuple[str, ...] = MIXED_ACTIONS) -> None:
         self.conn, child = mp.Pipe()
-        self.proc = mp.Process(target=_serve, args=(child, latency), daemon=True)
+        self.proc = mp.Process(target=_serve, args=(child, latency, actions), daemon=True)
         self.proc.start()
         self.urls: list[str] = self.conn.recv()
 
