@@ -19,10 +19,8 @@ trades come from `ids` (the database's sequences for a persisted book, a counter
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import replace
 
 from quorum.domain.fills import FillModel, funding_times
 from quorum.domain.models import Bracket, Candle, OrderState, Side, SymbolFilters
@@ -38,146 +36,23 @@ from quorum.execution.exchange import (
     VenuePosition,
     WouldTrigger,
 )
+from quorum.execution.paper_rows import (
+    MAX_TRIGGERS_PER_BAR,
+    BookChanges,
+    BookFunding,
+    BookOrder,
+    BookPosition,
+    BookTrade,
+    CallableFunding,
+    FundingSource,
+    Ids,
+    SymbolMarks,
+)
 from quorum.execution.venue_rules import DEFAULT_BRACKETS, EPS, bracket_for, isolated_liquidation_price
 
+__all__ = ["BookChanges", "CallableFunding", "FundingSource", "Ids", "PaperBook", "SymbolMarks"]
+
 OPEN_STATES = (OrderState.ACCEPTED, OrderState.PARTIALLY_FILLED)
-MAX_TRIGGERS_PER_BAR = 4  # a partial TP and the stop may both trigger on one bar
-
-
-class FundingSource(Protocol):
-    """Funding rates by (symbol, funding time): `prefetch` may do I/O (before the book is
-    touched), `rate` only reads what was fetched (None = no rate known)."""
-
-    async def prefetch(self, symbol: str, start_ms: int, end_ms: int) -> None: ...
-
-    def rate(self, symbol: str, time_ms: int) -> float | None: ...
-
-
-class CallableFunding:
-    """A plain `(symbol, time_ms) -> rate` function (recorded data) as a `FundingSource`."""
-
-    def __init__(self, fn: Callable[[str, int], float | None]) -> None:
-        self.fn = fn
-
-    async def prefetch(self, symbol: str, start_ms: int, end_ms: int) -> None:
-        return None
-
-    def rate(self, symbol: str, time_ms: int) -> float | None:
-        return self.fn(symbol, time_ms)
-
-
-@dataclass(slots=True)
-class SymbolMarks:
-    """How far the venue has seen a symbol: last price, the last processed bar's close
-    (`bar_until_ms`), funding settled up to `funded_until_ms`, and the symbol's leverage."""
-
-    symbol: str
-    leverage: int = 20
-    last_price: float | None = None
-    last_time_ms: int | None = None
-    funded_until_ms: int | None = None
-    bar_until_ms: int | None = None
-
-
-@dataclass(slots=True)
-class BookPosition:
-    symbol: str
-    side: Side
-    quantity: float
-    entry_price: float
-    leverage: int
-    isolated_margin: float
-    liquidation_price: float | None
-
-
-@dataclass(slots=True)
-class BookOrder:
-    client_order_id: str
-    exchange_order_id: int
-    symbol: str
-    side: str
-    type: str
-    reduce_only: bool
-    quantity: float
-    stop_price: float | None
-    state: OrderState
-    time_ms: int
-    filled_quantity: float = 0.0
-    average_price: float | None = None
-    closed_ms: int | None = None
-
-    def view(self) -> VenueOrder:
-        return VenueOrder(self.client_order_id, str(self.exchange_order_id), self.symbol, self.side, self.type,
-                          self.quantity, self.state, self.filled_quantity, self.average_price, self.stop_price,
-                          self.reduce_only, self.time_ms)
-
-
-@dataclass(frozen=True, slots=True)
-class BookTrade:
-    trade_id: int
-    client_order_id: str
-    symbol: str
-    side: str
-    quantity: float
-    price: float
-    fee: float
-    realized_pnl: float
-    reason: str | None
-    time_ms: int
-    liquidity: str = "taker"
-
-
-@dataclass(frozen=True, slots=True)
-class BookFunding:
-    symbol: str
-    time_ms: int
-    rate: float
-    mark_price: float
-    quantity: float
-    amount: float
-
-
-@dataclass
-class BookChanges:
-    """What changed since the last `changes()`: rows to write. `marks_only` when nothing but
-    symbols' progress marks changed (safe to write later, with the next change or at the end of
-    the step)."""
-
-    wallet: float | None = None
-    symbols: list[SymbolMarks] = field(default_factory=list)
-    positions: list[BookPosition] = field(default_factory=list)
-    closed_positions: list[str] = field(default_factory=list)
-    orders: list[BookOrder] = field(default_factory=list)
-    trades: list[BookTrade] = field(default_factory=list)
-    funding: list[BookFunding] = field(default_factory=list)
-
-    @property
-    def empty(self) -> bool:
-        return self.wallet is None and not (self.symbols or self.positions or self.closed_positions or self.orders
-                                            or self.trades or self.funding)
-
-
-class Ids:
-    """Order and trade ids: drawn from `reserve` (filled by the owner, e.g. from database
-    sequences); a book without an owner numbers them itself."""
-
-    def __init__(self, *, counting: bool = False) -> None:
-        self.orders: list[int] = []
-        self.trades: list[int] = []
-        self._count: Iterator[int] | None = itertools.count(1) if counting else None
-
-    def low(self, need: int = MAX_TRIGGERS_PER_BAR + 1) -> bool:
-        return self._count is None and (len(self.orders) < need or len(self.trades) < need)
-
-    def reserve(self, orders: list[int], trades: list[int]) -> None:
-        self.orders.extend(orders)
-        self.trades.extend(trades)
-
-    def order(self) -> int:
-        return next(self._count) if self._count is not None else self.orders.pop(0)
-
-    def trade(self) -> int:
-        return next(self._count) if self._count is not None else self.trades.pop(0)
 
 
 class PaperBook:
