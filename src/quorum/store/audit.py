@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -28,17 +29,45 @@ log = structlog.get_logger(__name__)
 AUDIT_ATTEMPTS = 3  # one write and two retries
 AUDIT_RETRY_WAIT_S = 0.2  # doubled before each retry
 
-DECISION_SQL = """INSERT INTO decisions (id, mode, symbol, at, snapshot_hash, analyst, action, confidence, reason)
-                  VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)"""
-VOTE_SQL = """INSERT INTO model_votes (decision_id, snapshot_hash, symbol, voter, provider, model,
-                  prompt_version, raw_reply, parsed_vote, action, confidence, abstain_reason, latency_ms,
-                  tokens_in, tokens_out, cost_usd, cached, error, attempts, usage_anomaly)
-              VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)"""
-PROPOSAL_SQL = """INSERT INTO proposals (decision_id, symbol, action, confidence, reference_price, stop_loss,
-                      take_profits, leverage, valid_votes, abstentions, agreement, reason, snapshot_hash, at)
-                  VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14) RETURNING id"""
-SNAPSHOT_SQL = """INSERT INTO market_snapshots (hash, symbol, at, price, regime, flags, payload)
-                   VALUES ($1,$2,$3,$4,$5,$6,$7) ON CONFLICT (hash) DO NOTHING"""
+SNAPSHOT_COLUMNS = ("hash", "symbol", "at", "price", "regime", "flags", "payload")
+DECISION_COLUMNS = ("id", "mode", "symbol", "at", "snapshot_hash", "analyst", "action", "confidence", "reason")
+VOTE_COLUMNS = ("decision_id", "snapshot_hash", "symbol", "voter", "provider", "model", "prompt_version",
+                "raw_reply", "parsed_vote", "action", "confidence", "abstain_reason", "latency_ms", "tokens_in",
+                "tokens_out", "cost_usd", "cached", "error", "attempts", "usage_anomaly")
+PROPOSAL_COLUMNS = ("decision_id", "symbol", "action", "confidence", "reference_price", "stop_loss",
+                    "take_profits", "leverage", "valid_votes", "abstentions", "agreement", "reason",
+                    "snapshot_hash", "at")
+
+
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    return (f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))})")
+
+
+def _insert_rows(table: str, columns: tuple[str, ...], param: int, tail: str = "") -> str:
+    """INSERT of the rows of a jsonb array parameter (keys = columns, the table's own types)."""
+    cols = ", ".join(columns)
+    return (f"INSERT INTO {table} ({cols}) SELECT {cols} "
+            f"FROM jsonb_populate_recordset(NULL::{table}, ${param}::jsonb){tail}")
+
+
+DECISION_SQL = _insert("decisions", DECISION_COLUMNS)
+VOTE_SQL = _insert("model_votes", VOTE_COLUMNS)
+PROPOSAL_SQL = _insert("proposals", PROPOSAL_COLUMNS) + " RETURNING id"
+SNAPSHOT_SQL = _insert("market_snapshots", SNAPSHOT_COLUMNS) + " ON CONFLICT (hash) DO NOTHING"
+# a decision cycle's decisions in one statement (one round trip, all or nothing): $1 snapshots,
+# $2 decisions, $3 votes, $4 proposals, each a jsonb array of rows
+DECISIONS_BATCH_SQL = (
+    f"WITH s AS ({_insert_rows('market_snapshots', SNAPSHOT_COLUMNS, 1, ' ON CONFLICT (hash) DO NOTHING')}), "
+    f"d AS ({_insert_rows('decisions', DECISION_COLUMNS, 2)}), "
+    f"v AS ({_insert_rows('model_votes', VOTE_COLUMNS, 3)}), "
+    f"p AS ({_insert_rows('proposals', PROPOSAL_COLUMNS, 4)}) SELECT 1")
+
+
+def json_row(columns: tuple[str, ...], values: tuple[Any, ...]) -> dict[str, Any]:
+    """A row for `jsonb_populate_recordset`: times as ISO text."""
+    return {c: v.isoformat() if isinstance(v, datetime) else v for c, v in zip(columns, values, strict=True)}
+
 
 _t = storable_text
 

@@ -25,11 +25,17 @@ from quorum.domain.models import Abstention, Proposal, Snapshot, Vote
 from quorum.store.audit import (
     AUDIT_ATTEMPTS,
     AUDIT_RETRY_WAIT_S,
+    DECISION_COLUMNS,
     DECISION_SQL,
+    DECISIONS_BATCH_SQL,
+    PROPOSAL_COLUMNS,
     PROPOSAL_SQL,
+    SNAPSHOT_COLUMNS,
     SNAPSHOT_SQL,
+    VOTE_COLUMNS,
     VOTE_SQL,
     DecisionRows,
+    json_row,
     salvage,
     snapshot_row,
 )
@@ -83,18 +89,19 @@ class DecisionRepository:
         return await salvage(self._pool, decision, error, AUDIT_ATTEMPTS)
 
     async def record_decisions(self, items: Sequence[dict[str, Any]]) -> None:
-        """Write many decisions (each `record_decision`'s keyword arguments) in one transaction —
-        a decision cycle's, a few round trips whatever the number of symbols. When that fails,
-        each is written on its own (`record_decision`: retried, then salvaged)."""
+        """Write many decisions (each `record_decision`'s keyword arguments) in one statement —
+        a decision cycle's, one round trip whatever the number of symbols. When that fails, each
+        is written on its own (`record_decision`: retried, then salvaged)."""
         rows = [DecisionRows(i["decision_id"], i["mode"], i["analyst"], i["ctx"].snapshot, i["proposal"],
                              tuple(i["records"]), i["snapshot_hash"]) for i in items]
+        snaps = {d.snapshot_hash: d.snapshot for d in rows}
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                snaps = {d.snapshot_hash: d for d in rows}
-                await conn.executemany(SNAPSHOT_SQL, [snapshot_row(d.snapshot, h) for h, d in snaps.items()])
-                await conn.executemany(DECISION_SQL, [d.decision_row() for d in rows])
-                await conn.executemany(VOTE_SQL, [d.vote_row(r) for d in rows for r in d.records])
-                await conn.executemany(PROPOSAL_SQL, [d.proposal_row() for d in rows])
+            await self._pool.execute(
+                DECISIONS_BATCH_SQL,
+                [json_row(SNAPSHOT_COLUMNS, snapshot_row(snap, h)) for h, snap in snaps.items()],
+                [json_row(DECISION_COLUMNS, d.decision_row()) for d in rows],
+                [json_row(VOTE_COLUMNS, d.vote_row(r)) for d in rows for r in d.records],
+                [json_row(PROPOSAL_COLUMNS, d.proposal_row()) for d in rows])
             return
         except Exception as exc:
             log.warning("store.decision_batch_failed", decisions=len(rows),

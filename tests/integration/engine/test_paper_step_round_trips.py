@@ -2,7 +2,7 @@
 it watches: the short variant of `benchmarks/bench_paper_step.py` (the engine wired by
 bootstrap in paper mode on the shared data, every round trip counted on the wire) at 3 and 12
 flat symbols. Before the paper venue kept its books in memory a flat step paid ~16 round trips
-and a decision step ~17 per symbol."""
+and a decision step ~17 per symbol; the goal is ≤ 5 at 100 flat symbols."""
 
 from __future__ import annotations
 
@@ -24,4 +24,4 @@ def test_a_flat_symbol_costs_no_round_trip() -> None:
     result = json.loads(out.stdout[: out.stdout.rindex("}") + 1])
     small, large = (result["configs"][f"{n}_flat"]["round_trips_per_step"] for n in (3, 12))
     assert small["non_decision"]["median"] == large["non_decision"]["median"] <= 3
-    assert small["decision"]["max"] == large["decision"]["max"] <= 10
+    assert small["decision"]["max"] == large["decision"]["max"] <= 5
