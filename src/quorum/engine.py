@@ -138,8 +138,8 @@ class Engine(PositionKeeper, DecisionCycle):
         alerts = getattr(executor, "alerts", None)
         probe = (lambda: pool.fetchval("SELECT 1")) if pool is not None else None
         # the mark-to-market equity history (every execution-bar close, every fill)
-        orders = getattr(executor, "orders", None)
-        written = (lambda: orders.fill_writes) if hasattr(orders, "fill_writes") else None
+        orders: Any = getattr(executor, "orders", None)
+        written = (lambda: int(orders.fill_writes)) if hasattr(orders, "fill_writes") else None
         self.equity = EquityRecorder(pool, runtime.mode, exchange, fills_written=written) if pool is not None else None
         self.guard = StepGuard(runtime, probe=probe, alerts=alerts,
                                max_failures=int(getattr(settings, "max_consecutive_step_failures", 5)))
@@ -233,7 +233,8 @@ class Engine(PositionKeeper, DecisionCycle):
                 poller.cancel()
                 await asyncio.gather(poller, return_exceptions=True)
         await self._finish_cycle()
-        return self.stats
+        stats: EngineStats = self.stats
+        return stats
 
     async def _loop(self, t: int, until_ms: int | None) -> None:
         while not self._stopping and (until_ms is None or t <= until_ms):
@@ -340,7 +341,8 @@ class Engine(PositionKeeper, DecisionCycle):
             return "paused"
         if symbol is not None and symbol in self.runtime.paused_symbols:
             return "paused_symbol"
-        return self.guard.entry_block
+        block: str | None = self.guard.entry_block
+        return block
 
     async def _error(self, what: str, symbol: str | None, exc: Exception, *, fatal: bool = False) -> None:
         """Count, log (the first of a kind with its traceback, repeats in one line; venue trouble

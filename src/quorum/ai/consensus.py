@@ -209,7 +209,7 @@ class ConsensusEngine:
                                  records=tuple(records), decision_id=did, analyst=self.analyst, weights=weights,
                                  wall_ms=(time.perf_counter() - t0) * 1000)
         if persist and self.store is not None:
-            record = {"decision_id": did, "mode": self.mode, "analyst": self.analyst, "ctx": ctx,
+            record: dict[str, Any] = {"decision_id": did, "mode": self.mode, "analyst": self.analyst, "ctx": ctx,
                       "proposal": proposal, "records": outcome.records, "snapshot_hash": shash}
             if self._batch is not None:
                 self._batch.append(record)

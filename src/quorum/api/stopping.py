@@ -74,7 +74,7 @@ class StopRequest:
         return False
 
     def _run(self, callback: Callable[[], Awaitable[Any]]) -> None:
-        task = asyncio.get_running_loop().create_task(callback())
+        task = asyncio.ensure_future(callback())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

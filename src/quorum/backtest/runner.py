@@ -23,9 +23,10 @@ from quorum.backtest.analysts import (
     table_rows,
     table_voters,
 )
-from quorum.backtest.fast import FastBacktest, RunResult
+from quorum.backtest.fast import FastBacktest
 from quorum.backtest.inputs import SymbolInput, prepare_symbol
 from quorum.backtest.outputs import iso, write_equity, write_summary, write_trades
+from quorum.backtest.records import RunResult
 from quorum.backtest.report import write_report
 from quorum.backtest.request import MarketInput
 from quorum.config import Settings

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -47,6 +47,17 @@ class DecisionCycle:
     exchange: Any
     _dirty: bool
     equity: Any
+
+    if TYPE_CHECKING:  # provided by `quorum.engine.Engine` and `PositionKeeper`
+        async def _error(self, what: str, symbol: str | None, exc: Exception, *, fatal: bool = False) -> None: ...
+
+        async def _publish(self, t: int) -> None: ...
+
+        async def _closed(self, pid: str, t: int) -> bool: ...
+
+        def entry_block(self, symbol: str | None = None) -> str | None: ...
+
+        async def _symbol_filters(self, symbol: str) -> Any: ...
 
     async def _decide_at(self, t: int) -> None:
         """Phase D: inline in a replay; in the background on live data (one cycle at a time; a

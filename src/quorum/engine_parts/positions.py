@@ -5,7 +5,7 @@ in order (catch-up) — and managed on it. Part of `quorum.engine.Engine` (a mix
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -42,6 +42,13 @@ class PositionKeeper:
     _seen_closed: set[str]
     _dirty: bool
     equity: Any
+
+    if TYPE_CHECKING:  # provided by `quorum.engine.Engine`
+        async def _error(self, what: str, symbol: str | None, exc: Exception, *, fatal: bool = False) -> None: ...
+
+        async def _guarded(self, what: str, symbol: str | None, work: Any) -> bool: ...
+
+        async def _symbol_filters(self, symbol: str) -> Any: ...
 
     async def _held(self) -> dict[str, int | None]:
         """Symbols with an open position (ours or the venue's) → how far the venue has seen their

@@ -25,6 +25,7 @@ where to resume feeding each open position after any gap. One process owns an ac
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import cast
 
 import asyncpg
 
@@ -83,8 +84,8 @@ class PaperExchange:
         self._brackets = dict(brackets or {})
         self.funding_rate = funding_rate
         self.funding_source: FundingSource | None = (
-            funding_source if funding_source is None or hasattr(funding_source, "prefetch")
-            else CallableFunding(funding_source))  # type: ignore[arg-type]
+            CallableFunding(funding_source) if funding_source is not None and not hasattr(funding_source, "prefetch")
+            else cast("FundingSource | None", funding_source))
         self.funding_stats = {"published": 0, "fallback": 0}
         self._funded_hint: dict[str, int] = {}
         self.funding_interval_ms = funding_interval_ms

@@ -222,7 +222,7 @@ class Backoff:
 
     def delay(self, failures: int) -> float:
         base = min(self.max_s, self.initial_s * 2 ** max(0, failures - 1))
-        return base * (1.0 - self.jitter * self.rng.random())
+        return float(base * (1.0 - self.jitter * self.rng.random()))
 
 
 async def budgeted_call(exchange: Any, budget: WeightBudget, weight: int, call: Callable[[], Awaitable[T]],
@@ -261,9 +261,9 @@ async def budgeted_call(exchange: Any, budget: WeightBudget, weight: int, call: 
             budget.succeeded()
             return result
         assert failure is not None
-        exc, reason = failure
-        raise MarketDataUnavailable(failure_message(f"{what} unavailable", exchange, note, exc, reason, n),
-                                    code=binance_code(exc)) from exc
+        err, reason = failure
+        raise MarketDataUnavailable(failure_message(f"{what} unavailable", exchange, note, err, reason, n),
+                                    code=binance_code(err)) from err
 
 
 __all__ = [

@@ -10,6 +10,7 @@ and the next run continues after the last complete row.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -94,8 +95,8 @@ class Downloader:
         done = 0
         while since < stop:
             limit = int(min(HISTORY_LIMIT, (stop - since) // tf))
-            rows = await self._call(klines_weight(limit), lambda s=since, n=limit: self.exchange.fetch_ohlcv(
-                unified, timeframe, since=s, limit=n))
+            rows = await self._call(klines_weight(limit), functools.partial(
+                self.exchange.fetch_ohlcv, unified, timeframe, since=since, limit=limit))
             rows = [r for r in rows if since <= int(r[0]) < stop]
             if not rows:
                 break
@@ -126,8 +127,8 @@ class Downloader:
         unified = self.exchange.market(symbol)["symbol"]
         done = 0
         while since < stop:
-            rows = await self._call(WEIGHTS["fundingRate"], lambda s=since: self.exchange.fetch_funding_rate_history(
-                unified, since=s, limit=1000))
+            rows = await self._call(WEIGHTS["fundingRate"], functools.partial(
+                self.exchange.fetch_funding_rate_history, unified, since=since, limit=1000))
             rows = sorted((r for r in rows if since <= int(r["timestamp"]) < stop), key=lambda r: r["timestamp"])
             if not rows:
                 break

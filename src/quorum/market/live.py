@@ -18,6 +18,7 @@ missed; meanwhile `snapshots()` uses REST. All REST calls go through one `Weight
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -192,8 +193,7 @@ class LiveMarketData:
         for _ in range(pages):
             rows = await self._rest(
                 klines_weight(HISTORY_LIMIT),
-                lambda s=sym, t=tf, f=since: self.exchange.fetch_ohlcv(self.unified(s), t, since=f,
-                                                                       limit=HISTORY_LIMIT),
+                functools.partial(self.exchange.fetch_ohlcv, self.unified(sym), tf, since=since, limit=HISTORY_LIMIT),
             )
             stored = sum(buf.add(r, now - CLOSE_MARGIN_MS) for r in rows)
             if not rows or (not stored and since is not None):
@@ -381,8 +381,8 @@ class LiveMarketData:
         since = first_open
         while since <= until_ms - tf:
             limit = int(min(HISTORY_LIMIT, (until_ms - since) // tf + 1))
-            page = await self._rest(klines_weight(limit), lambda f=since, n=limit: self.exchange.fetch_ohlcv(
-                self.unified(symbol), timeframe, since=f, limit=n))
+            page = await self._rest(klines_weight(limit), functools.partial(
+                self.exchange.fetch_ohlcv, self.unified(symbol), timeframe, since=since, limit=limit))
             got = [r for r in page if r[0] is not None and since <= int(r[0]) <= until_ms - tf]
             for r in got:
                 rows[int(r[0])] = (float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]))
