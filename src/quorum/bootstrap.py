@@ -13,6 +13,7 @@ path (`quorum.backtest`), which shares the engine's rules and the paper venue's 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +24,12 @@ import asyncpg
 from quorum.clock import Clock, SimulatedClock, service_clock
 from quorum.config import ConfigError, Settings, TradingMode
 from quorum.engine import Engine, NullVenueFeed, VenueFeed
+from quorum.engine_parts.equity import EquityRecorder
 from quorum.engine_parts.feeds import LivePaperFeed, ReplayPaperFeed
 from quorum.execution.exchange import Exchange
 from quorum.runtime import RuntimeState
+from quorum.store.controls import ControlStore
+from quorum.store.db import select_one
 
 
 @dataclass
@@ -157,10 +161,13 @@ async def bootstrap(
     if venue_feed is None:
         if m is TradingMode.LIVE:
             venue_feed = NullVenueFeed()
-        elif replay:
-            venue_feed = ReplayPaperFeed(exchange, {s: market.builder(s).base for s in names})
         else:
-            venue_feed = LivePaperFeed(exchange, market)
+            from quorum.execution.paper import PaperExchange
+
+            if not isinstance(exchange, PaperExchange):
+                raise ConfigError("a paper or replay engine trades on the paper venue")
+            venue_feed = (ReplayPaperFeed(exchange, {s: market.builder(s).base for s in names}) if replay
+                          else LivePaperFeed(exchange, market))
     runtime = runtime or RuntimeState(mode=m.value)
     executor = Executor(exchange, pool, m.value, margin_mode=settings.margin_mode, clock=clock.now_ms)
     risk = RiskManager(pool, settings, m.value)
@@ -171,7 +178,9 @@ async def bootstrap(
     engine = Engine(settings=settings, clock=clock, market=market, exchange=exchange, executor=executor, risk=risk,
                     consensus=consensus, runtime=runtime, symbols=names, venue_feed=venue_feed,
                     reconciler=Reconciler(executor), kill_switch=KillSwitch(executor),
-                    bar_settle_ms=0 if replay else 3_000, pool=pool,
+                    bar_settle_ms=0 if replay else 3_000,
+                    equity=EquityRecorder(pool, m.value, exchange, fills_written=lambda: executor.fills_stored),
+                    controls=ControlStore(pool, m.value), database_probe=functools.partial(select_one, pool),
                     monitor_timeframe=None if replay else monitor_timeframe(settings),
                     concurrent_cycles=not replay)
     data_end = None

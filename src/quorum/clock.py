@@ -22,11 +22,18 @@ TEST_CLOCK_ENV = "QUORUM_TEST_CLOCK"
 
 @runtime_checkable
 class Clock(Protocol):
-    """UTC epoch milliseconds and waiting until a given time."""
+    """UTC epoch milliseconds and waiting until a given time (the engine's clock port)."""
+
+    @property
+    def speed(self) -> float | None:
+        """Clock seconds per wall second (1 on live data; None: a replay that jumps)."""
 
     def now_ms(self) -> int: ...
 
     async def sleep_until(self, ms: int) -> None: ...
+
+    def wake(self) -> None:
+        """End a `sleep_until` early (stop)."""
 
 
 class WallClock:

@@ -27,39 +27,41 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from quorum import metrics
-from quorum.clock import Clock
-from quorum.domain.models import Candle, Side
+from quorum.config import Settings
+from quorum.domain.breakers import BreakerEvent
+from quorum.domain.models import Candle, Side, SymbolFilters
 from quorum.engine_parts.controls import EngineControls
 from quorum.engine_parts.cycle import DecisionCycle
 from quorum.engine_parts.equity import EquityRecorder
 from quorum.engine_parts.guard import StepGuard, is_exchange_error, short_reason
 from quorum.engine_parts.positions import PositionKeeper
 from quorum.engine_parts.status import publish_status
-from quorum.execution.exchange import Exchange
+from quorum.execution.killswitch import KillReport
 from quorum.notify import events as ev
+from quorum.ports import (
+    Clock,
+    Consensus,
+    KillSwitch,
+    MarketData,
+    Reconciliation,
+    RiskGate,
+    TradeExecutor,
+    Venue,
+    VenueFeed,
+)
 from quorum.runtime import RuntimeState
+from quorum.store.controls import ControlStore
 
 log = structlog.get_logger(__name__)
 
 RECONCILE_EVERY_MS = 3_600_000
-
-
-class VenueFeed(Protocol):
-    """What a simulated venue must be shown of the market (no-op for a real exchange)."""
-
-    async def bar_closed(self, symbol: str, bar: Candle, timeframe_ms: int) -> None: ...
-
-    async def price_now(self, symbol: str, time_ms: int, bar: Candle | None = None) -> None: ...
-
-    async def step_done(self) -> None:
-        """The end of a step: what the venue holds only in memory is made durable."""
 
 
 class NullVenueFeed:
@@ -72,6 +74,12 @@ class NullVenueFeed:
         return None
 
     async def step_done(self) -> None:
+        return None
+
+    async def held(self) -> dict[str, int | None]:
+        return {}  # the engine's record says what is held
+
+    def funding_info(self) -> dict[str, Any] | None:
         return None
 
 
@@ -93,11 +101,13 @@ class Engine(PositionKeeper, DecisionCycle):
     execution on decision-bar closes; reconciliation at start, hourly and after an outage.
     See the module docstring."""
 
-    def __init__(self, *, settings: Any, clock: Clock, market: Any, exchange: Exchange, executor: Any,
-                 risk: Any, consensus: Any, runtime: RuntimeState, symbols: Sequence[str],
-                 venue_feed: VenueFeed | None = None, reconciler: Any = None, kill_switch: Any = None,
-                 bar_settle_ms: int = 0, pool: Any = None, monitor_timeframe: str | None = None,
-                 concurrent_cycles: bool = False) -> None:
+    def __init__(self, *, settings: Settings, clock: Clock, market: MarketData, exchange: Venue,
+                 executor: TradeExecutor, risk: RiskGate, consensus: Consensus, runtime: RuntimeState,
+                 symbols: Sequence[str], venue_feed: VenueFeed | None = None,
+                 reconciler: Reconciliation | None = None, kill_switch: KillSwitch | None = None,
+                 bar_settle_ms: int = 0, equity: EquityRecorder | None = None, controls: ControlStore | None = None,
+                 database_probe: Callable[[], Awaitable[object]] | None = None,
+                 monitor_timeframe: str | None = None, concurrent_cycles: bool = False) -> None:
         from quorum.config import timeframe_seconds
 
         self.settings = settings
@@ -121,7 +131,7 @@ class Engine(PositionKeeper, DecisionCycle):
         self.stats = EngineStats()
         self._stopping = False
         self._stop_event = asyncio.Event()
-        self._filters: dict[str, Any] = {}
+        self._filters: dict[str, SymbolFilters] = {}
         self._seen_closed: set[str] = set()
         self._fed_until: dict[str, int] = {}  # venues that do not track it (a real exchange)
         self._step_errors: list[BaseException] = []
@@ -132,21 +142,15 @@ class Engine(PositionKeeper, DecisionCycle):
         self.lag_ms = 0
         self._dirty = True
         runtime.symbols = list(self.symbols)
-        runtime.scan_interval_s = self.decision_tf_ms / 1000.0 / float(getattr(clock, "speed", None) or 1.0)
+        runtime.scan_interval_s = self.decision_tf_ms / 1000.0 / float(clock.speed or 1.0)
         runtime.on_kill = self._on_kill
         self._errors = ev.ErrorThrottle()
-        alerts = getattr(executor, "alerts", None)
-        probe = (lambda: pool.fetchval("SELECT 1")) if pool is not None else None
-        # the mark-to-market equity history (every execution-bar close, every fill)
-        orders: Any = getattr(executor, "orders", None)
-        written = (lambda: int(orders.fill_writes)) if hasattr(orders, "fill_writes") else None
-        self.equity = EquityRecorder(pool, runtime.mode, exchange, fills_written=written) if pool is not None else None
-        self.guard = StepGuard(runtime, probe=probe, alerts=alerts,
-                               max_failures=int(getattr(settings, "max_consecutive_step_failures", 5)))
+        self.equity = equity  # the mark-to-market equity history (every execution-bar close, every fill)
+        self.guard = StepGuard(runtime, probe=database_probe, alerts=executor.alerts,
+                               max_failures=settings.max_consecutive_step_failures)
         # operator controls from any process (CLI, API, Telegram): picked up at every step
-        self.controls = EngineControls(self, pool, risk.mode) if pool is not None and hasattr(risk, "mode") else None
-        if hasattr(risk, "on_breaker_event"):  # breakers trip/reset inside the risk manager
-            risk.on_breaker_event = self._breaker_event
+        self.controls = EngineControls(self, controls) if controls is not None else None
+        risk.on_breaker_event = self._breaker_event  # breakers trip/reset inside the risk manager
         # held by whatever acts on the venue (position management, a cycle's execution phase), so
         # a decision cycle can gather its votes while positions are still being managed
         self.trading_lock = asyncio.Lock()
@@ -169,16 +173,15 @@ class Engine(PositionKeeper, DecisionCycle):
                 if not is_exchange_error(exc):
                     raise
                 await self.guard.component_failed("exchange", exc)
-                log.warning("engine.start_waiting_for_exchange", host=getattr(self.market, "rest_host", None),
+                log.warning("engine.start_waiting_for_exchange", host=self.market.rest_host,
                             error=short_reason(exc), retry_in_s=delay,
                             action="check the network and BINANCE_FAPI_URL / BINANCE_FSTREAM_URL")
                 await self._pause(delay)
                 delay = min(delay * 2, 60.0)
 
     async def _start_once(self) -> None:
-        starter = getattr(self.market, "start", None)
-        if starter is not None and not self._market_started:
-            await starter(self.symbols or None)  # live data: backfill and open the streams
+        if not self._market_started:
+            await self.market.start(self.symbols or None)  # live data: backfill and open the streams
             self._market_started = True
         if not self.symbols:  # no SYMBOLS configured: the market data's universe
             self.symbols = sorted(await self.market.universe())
@@ -202,7 +205,7 @@ class Engine(PositionKeeper, DecisionCycle):
             self.executor.entries_allowed = True
             return True
         report = await self.reconciler.run()
-        self.runtime.mark_exchange(bool(report.ok), getattr(report, "error", None))
+        self.runtime.mark_exchange(bool(report.ok), report.error)
         payload = ev.reconciliation_payload(report)
         if payload is not None:
             self._dirty = True
@@ -217,9 +220,7 @@ class Engine(PositionKeeper, DecisionCycle):
         """Graceful shutdown: the current step finishes; protective stops stay on the venue."""
         self._stopping = True
         self._stop_event.set()
-        wake = getattr(self.clock, "wake", None)
-        if wake is not None:
-            wake()
+        self.clock.wake()
 
     async def run(self, *, until_ms: int | None = None) -> EngineStats:
         """Loop over price-bar closes from the clock's now until `until_ms` or `stop()`. Never
@@ -268,7 +269,7 @@ class Engine(PositionKeeper, DecisionCycle):
         except Exception as exc:
             await self._error("reconcile_failed", None, exc)
 
-    async def _on_kill(self) -> Any:
+    async def _on_kill(self) -> KillReport | None:
         if self.kill_switch is None:
             return None
         async with self.trading_lock:
@@ -321,7 +322,7 @@ class Engine(PositionKeeper, DecisionCycle):
             await self.equity.fills()
         await self.equity.retention(t)
 
-    async def _guarded(self, what: str, symbol: str | None, work: Any) -> bool:
+    async def _guarded(self, what: str, symbol: str | None, work: Awaitable[object]) -> bool:
         """Await `work`; a failure other than a lost database is recorded for this step and
         skipped (False). A lost database propagates: the whole step waits and runs again."""
         try:
@@ -362,7 +363,7 @@ class Engine(PositionKeeper, DecisionCycle):
         if repeats is not None or fatal:
             await self.runtime.emit("error", ev.error_payload(what, symbol, exc, fatal=fatal, repeats=repeats or 0))
 
-    async def _breaker_event(self, event: Any) -> None:
+    async def _breaker_event(self, event: BreakerEvent) -> None:
         """RiskManager hook: a breaker tripped or reset."""
         self._dirty = True
         if event.breaker == "drawdown" and event.event == "reset" and self.equity is not None:
@@ -372,7 +373,7 @@ class Engine(PositionKeeper, DecisionCycle):
         kind, payload = ev.breaker_payload(event)
         await self.runtime.emit(kind, payload)
 
-    async def _symbol_filters(self, symbol: str) -> Any:
+    async def _symbol_filters(self, symbol: str) -> SymbolFilters:
         if symbol not in self._filters:
             self._filters[symbol] = await self.exchange.symbol_filters(symbol)
         return self._filters[symbol]

@@ -1,4 +1,5 @@
-"""Reads a paper/live record from Postgres: closed trades, equity curve, open critical alerts.
+"""A paper/live record from Postgres (through `quorum.store.reports` and `quorum.store.equity`):
+closed trades, equity curve, drawdown, span, open critical alerts.
 
 Feeds `quorum.domain.gate.evaluate_gate` (`quorum readiness`, the live-start check) and
 `quorum report` (through `quorum.domain.statistics`, the backtest's own statistics code).
@@ -12,10 +13,11 @@ import asyncpg
 
 from quorum.config import Settings
 from quorum.domain.gate import GateRecord, GateReport, GateThresholds, evaluate_gate
-from quorum.domain.models import ClosedTrade, Side
+from quorum.domain.models import ClosedTrade
 from quorum.domain.statistics import max_drawdown_pct
-from quorum.store.equity import drawdown_since
+from quorum.store.equity import EquityRepository, drawdown_since
 from quorum.store.positions import dt_to_ms
+from quorum.store.reports import closed_trades, open_critical_alert_kinds, record_span
 
 
 def thresholds_from(settings: Settings) -> GateThresholds:
@@ -25,36 +27,6 @@ def thresholds_from(settings: Settings) -> GateThresholds:
         min_profit_factor=settings.gate_min_profit_factor,
         max_drawdown_pct=settings.gate_max_drawdown_pct,
     )
-
-
-async def load_trades(pool: asyncpg.Pool, mode: str) -> list[ClosedTrade]:
-    """Closed positions of `mode` as `ClosedTrade`s (net of fees and funding), oldest first,
-    each with the voters whose vote backed it (view `trade_voters`)."""
-    rows = await pool.fetch(
-        """SELECT ct.*, coalesce(array_agg(tv.voter ORDER BY tv.voter)
-                  FILTER (WHERE tv.voter IS NOT NULL), '{}') AS voters
-           FROM closed_trades ct LEFT JOIN trade_voters tv ON tv.position_id = ct.position_id
-           WHERE ct.mode = $1
-           GROUP BY ct.position_id, ct.mode, ct.symbol, ct.side, ct.opened_at, ct.closed_at,
-                    ct.entry_price, ct.exit_price, ct.quantity, ct.leverage, ct.fees, ct.funding,
-                    ct.gross_pnl, ct.net_pnl, ct.exit_reason, ct.risk_usd, ct.decision_id,
-                    ct.is_win, ct.day
-           ORDER BY ct.closed_at, ct.position_id""",
-        mode,
-    )
-    return [
-        ClosedTrade(
-            symbol=r["symbol"], side=Side(r["side"]),
-            entry_ms=dt_to_ms(r["opened_at"]), exit_ms=dt_to_ms(r["closed_at"]),
-            entry_price=float(r["entry_price"]), exit_price=float(r["exit_price"] or 0.0),
-            quantity=float(r["quantity"]), leverage=float(r["leverage"]),
-            fees=float(r["fees"]), funding=float(r["funding"]),
-            gross_pnl=float(r["gross_pnl"] or 0.0), net_pnl=float(r["net_pnl"]),
-            exit_reason=r["exit_reason"] or "", risk_usd=None if r["risk_usd"] is None else float(r["risk_usd"]),
-            decision_id=r["decision_id"], voters=tuple(r["voters"]),
-        )
-        for r in rows
-    ]
 
 
 async def record_drawdown(pool: asyncpg.Pool, mode: str, trades: list[ClosedTrade], initial_equity: float) -> float:
@@ -68,8 +40,8 @@ async def record_drawdown(pool: asyncpg.Pool, mode: str, trades: list[ClosedTrad
 
 
 async def load_equity(pool: asyncpg.Pool, mode: str) -> list[tuple[int, float]]:
-    rows = await pool.fetch("SELECT at, equity FROM equity_snapshots WHERE mode = $1 ORDER BY at, id", mode)
-    return [(dt_to_ms(r["at"]), float(r["equity"])) for r in rows]
+    """The recorded equity history of `mode` as (time ms, equity), oldest first."""
+    return [(dt_to_ms(at), equity) for at, equity in await EquityRepository(pool, mode).series()]
 
 
 def equity_curve(trades: list[ClosedTrade], equity: list[tuple[int, float]],
@@ -84,35 +56,15 @@ def equity_curve(trades: list[ClosedTrade], equity: list[tuple[int, float]],
     return curve
 
 
-async def record_span(pool: asyncpg.Pool, mode: str) -> tuple[int | None, int | None]:
-    """First and last event time of the record (positions, equity snapshots, decisions), in
-    record time — so a replayed paper session counts its simulated span, a wall-clock one its
-    real span."""
-    row = await pool.fetchrow(
-        """SELECT least((SELECT min(opened_at) FROM positions WHERE mode = $1),
-                        (SELECT min(at) FROM equity_snapshots WHERE mode = $1),
-                        (SELECT min(at) FROM decisions WHERE mode = $1)) AS first,
-                  greatest((SELECT max(coalesce(closed_at, opened_at)) FROM positions WHERE mode = $1),
-                           (SELECT max(at) FROM equity_snapshots WHERE mode = $1),
-                           (SELECT max(at) FROM decisions WHERE mode = $1)) AS last""",
-        mode,
-    )
-    if row is None or row["first"] is None:
-        return None, None
-    return dt_to_ms(row["first"]), dt_to_ms(row["last"])
-
-
 async def load_gate_record(pool: asyncpg.Pool, settings: Settings, mode: str = "paper") -> GateRecord:
-    trades = await load_trades(pool, mode)
+    trades = await closed_trades(pool, mode)
     mdd = await record_drawdown(pool, mode, trades, settings.initial_capital)
     first, last = await record_span(pool, mode)
-    alerts = await pool.fetch(
-        "SELECT kind FROM alerts WHERE severity = 'critical' AND resolved_at IS NULL AND mode <> 'backtest' ORDER BY id"
-    )
+    alerts = await open_critical_alert_kinds(pool)
     return GateRecord(
         started_ms=first, now_ms=last if last is not None else 0,
         net_pnls=tuple(t.net_pnl for t in trades), max_drawdown_pct=mdd,
-        open_critical_alerts=len(alerts), critical_alert_kinds=tuple(sorted({a["kind"] for a in alerts})),
+        open_critical_alerts=len(alerts), critical_alert_kinds=tuple(sorted(set(alerts))),
     )
 
 

@@ -42,8 +42,7 @@ async def check(pool: asyncpg.Pool, mode: str, action: str, target: str | None) 
     on the symbol); ControlError otherwise. Nothing is recorded."""
     tgt = normalise_target(action, target)
     if action == c.CLOSE_POSITION:
-        held = await pool.fetchval(
-            "SELECT count(*) FROM positions WHERE mode = $1 AND symbol = $2 AND status = 'open'", mode, tgt)
+        held = await ControlStore(pool, mode).open_positions_on(tgt)
         if not held:
             raise ControlError(f"no open {mode} position on {tgt}")
     return tgt

@@ -12,7 +12,7 @@ import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from datetime import date
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,8 +27,11 @@ from quorum.ai.parsing import Limits, ParseResult, looks_like_refusal, parse_rep
 from quorum.ai.prompts import PromptLimits, PromptSet
 from quorum.ai.retry import RetryPolicy, error_kind
 from quorum.cache import Cache
-from quorum.domain.models import Abstention, Action, Vote, canonical_json
+from quorum.domain.models import Abstention, Vote, canonical_json
 from quorum.domain.rules import RULES_VERSION, RULES_VOTER, rules_vote
+from quorum.domain.votes import CallRecord as CallRecord
+from quorum.domain.votes import vote_from_dict as vote_from_dict
+from quorum.domain.votes import vote_to_dict as vote_to_dict
 from quorum.store.text import storable_text
 
 log = structlog.get_logger(__name__)
@@ -52,32 +55,6 @@ class Analyst(Protocol):
     async def vote(self, ctx: VoteContext) -> Vote | Abstention: ...
 
 
-@dataclass(frozen=True, slots=True)
-class CallRecord:
-    """Everything about one voter's answer to one question (a `model_votes` row)."""
-
-    voter: str
-    provider: str
-    model: str
-    symbol: str
-    snapshot_hash: str
-    prompt_version: str
-    raw_reply: str | None = None
-    parsed: dict[str, Any] | None = None
-    action: str | None = None
-    confidence: float | None = None
-    abstain_reason: str | None = None
-    latency_ms: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float = 0.0
-    cached: bool = False
-    error: str | None = None
-    attempts: int = 0
-    notes: tuple[str, ...] = ()
-    usage_anomaly: str | None = None  # reported usage not trusted (see `quorum.ai.cost.checked_usage`)
-
-
 def record_for(result: Vote | Abstention, *, provider: str, model: str, snapshot_hash: str, prompt_version: str,
                latency_ms: int = 0, **kw: Any) -> CallRecord:
     """A record for a result that needed no provider call (rules, replay, deadline)."""
@@ -88,20 +65,6 @@ def record_for(result: Vote | Abstention, *, provider: str, model: str, snapshot
     return CallRecord(voter=result.voter, provider=provider, model=model, symbol=result.symbol,
                       snapshot_hash=snapshot_hash, prompt_version=prompt_version, abstain_reason=result.reason,
                       latency_ms=latency_ms, **kw)
-
-
-def vote_to_dict(v: Vote) -> dict[str, Any]:
-    d = asdict(v)
-    d["action"] = v.action.value
-    d["take_profits"] = list(v.take_profits)
-    return d
-
-
-def vote_from_dict(d: dict[str, Any]) -> Vote:
-    return Vote(voter=d["voter"], symbol=d["symbol"], action=Action(d["action"]), confidence=float(d["confidence"]),
-                leverage=d.get("leverage"), stop_loss=d.get("stop_loss"),
-                take_profits=tuple(float(x) for x in d.get("take_profits") or ()), horizon=d.get("horizon"),
-                reasoning=d.get("reasoning") or "")
 
 
 class RulesAnalyst:

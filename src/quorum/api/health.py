@@ -22,6 +22,7 @@ import asyncpg
 from quorum.cache import Cache, FallbackCache
 from quorum.config import Settings
 from quorum.runtime import RuntimeState, wall_ms
+from quorum.store.db import select_one
 
 CHECK_TIMEOUT_S = 1.0
 STALE_FACTOR = 2.0  # a scan is stale after this many scan intervals ...
@@ -46,7 +47,7 @@ async def check_database(pool: asyncpg.Pool | None) -> Component:
         return Component(False, "no database pool")
     started = wall_ms()
     try:
-        value = await asyncio.wait_for(pool.fetchval("SELECT 1"), CHECK_TIMEOUT_S)
+        value = await asyncio.wait_for(select_one(pool), CHECK_TIMEOUT_S)
     except TimeoutError:
         return Component(False, f"no answer within {CHECK_TIMEOUT_S:g}s", {"error": "TimeoutError"})
     except Exception as exc:  # closed pool, dropped database, server down: all mean "down"

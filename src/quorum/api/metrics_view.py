@@ -26,25 +26,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from quorum import metrics
 from quorum.domain import breakers as brk
 from quorum.runtime import wall_ms
+from quorum.store.reports import record_totals
 
 log = structlog.get_logger(__name__)
 
 DB_TIMEOUT_S = 2.0
 KNOWN_BREAKERS = (brk.DAILY_LOSS, brk.LOSS_STREAK, brk.DRAWDOWN, brk.SYMBOL_COOLDOWN)
-
-_RECORD_SQL = (
-    """SELECT symbol, side, count(*) AS trades, count(*) FILTER (WHERE is_win) AS wins,
-              coalesce(sum(net_pnl), 0) AS net_pnl
-       FROM closed_trades WHERE mode = $1 GROUP BY symbol, side ORDER BY symbol, side""",
-    """SELECT (SELECT coalesce(sum(fee), 0) FROM fills WHERE mode = $1) AS fees,
-              (SELECT coalesce(sum(amount) FILTER (WHERE amount > 0), 0) FROM funding_payments WHERE mode = $1)
-                  AS funding_paid,
-              (SELECT coalesce(-sum(amount) FILTER (WHERE amount < 0), 0) FROM funding_payments WHERE mode = $1)
-                  AS funding_received""",
-    """SELECT breaker, count(*) AS trips FROM breaker_events WHERE mode = $1 AND event = 'trip'
-       GROUP BY breaker ORDER BY breaker""",
-)
-
 
 @dataclass(frozen=True)
 class Record:
@@ -83,11 +70,7 @@ class Record:
 
 async def read_record(pool: asyncpg.Pool, mode: str) -> Record:
     """One consistent read of the record's totals for `mode`."""
-    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-        rows = await conn.fetch(_RECORD_SQL[0], mode)
-        costs = await conn.fetchrow(_RECORD_SQL[1], mode)
-        trips = await conn.fetch(_RECORD_SQL[2], mode)
-    assert costs is not None
+    rows, costs, trips = await record_totals(pool, mode)
     return Record(
         by_symbol_side=tuple((r["symbol"], r["side"], int(r["trades"]), int(r["wins"]), float(r["net_pnl"]))
                              for r in rows),

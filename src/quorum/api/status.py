@@ -22,8 +22,10 @@ from quorum.api.health import Component
 from quorum.api.metrics_view import RecordView
 from quorum.runtime import RuntimeState, wall_ms
 from quorum.store.controls import ControlStore
-from quorum.store.equity import drawdown_base_ms, drawdown_since
+from quorum.store.equity import EquityRepository, drawdown_base_ms, drawdown_since
 from quorum.store.positions import dt_to_ms
+from quorum.store.reports import last_decisions, latest_breaker_events, open_positions
+from quorum.store.state import OverrideRepository
 
 DB_TIMEOUT_S = 2.0  # /status and /metrics never wait longer on Postgres
 
@@ -52,8 +54,7 @@ def _position(p: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _db_positions(pool: asyncpg.Pool, mode: str) -> list[dict[str, Any]]:
-    rows = await pool.fetch(
-        "SELECT * FROM positions WHERE mode = $1 AND status = 'open' ORDER BY opened_at", mode)
+    rows = await open_positions(pool, mode)
     return [
         _position({
             "symbol": r["symbol"], "side": r["side"], "entry_price": r["entry_price"], "mark_price": None,
@@ -67,17 +68,7 @@ async def _db_positions(pool: asyncpg.Pool, mode: str) -> list[dict[str, Any]]:
 
 
 async def _db_decisions(pool: asyncpg.Pool, mode: str, limit: int = 10) -> list[dict[str, Any]]:
-    rows = await pool.fetch(
-        """SELECT d.id, d.symbol, d.at, d.action, d.confidence, d.analyst, d.reason,
-                  coalesce(json_agg(json_build_object('voter', v.voter, 'action', v.action,
-                       'confidence', v.confidence, 'abstain_reason', v.abstain_reason))
-                       FILTER (WHERE v.id IS NOT NULL), '[]') AS votes
-           FROM (SELECT * FROM decisions WHERE mode = $1 ORDER BY at DESC, id DESC LIMIT $2) d
-           LEFT JOIN model_votes v ON v.decision_id = d.id
-           GROUP BY d.id, d.symbol, d.at, d.action, d.confidence, d.analyst, d.reason
-           ORDER BY d.at, d.id""",
-        mode, limit,
-    )
+    rows = await last_decisions(pool, mode, limit)
     return [
         {"id": r["id"], "symbol": r["symbol"], "time_ms": dt_to_ms(r["at"]), "action": r["action"],
          "confidence": jsonable(r["confidence"]), "analyst": r["analyst"], "reason": r["reason"][:300],
@@ -88,11 +79,7 @@ async def _db_decisions(pool: asyncpg.Pool, mode: str, limit: int = 10) -> list[
 
 async def _db_breakers(pool: asyncpg.Pool, mode: str) -> dict[str, str]:
     """Breakers whose latest event is a trip that has not expired."""
-    rows = await pool.fetch(
-        """SELECT DISTINCT ON (breaker, coalesce(symbol, '')) breaker, symbol, event, reason, until
-           FROM breaker_events WHERE mode = $1 ORDER BY breaker, coalesce(symbol, ''), id DESC""",
-        mode,
-    )
+    rows = await latest_breaker_events(pool, mode)
     now = time.time()
     out = {}
     for r in rows:
@@ -180,9 +167,9 @@ async def _from_database(body: dict[str, Any], runtime: RuntimeState, pool: asyn
     except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):  # the engine side has not migrated yet
         body["drawdown"] = None
     if body["live_override"] is None and runtime.mode == "live":
-        row = await pool.fetchrow("SELECT who, why, at FROM live_overrides ORDER BY id DESC LIMIT 1")
+        row = await OverrideRepository(pool).latest_brief()
         if row is not None:
-            body["live_override"] = jsonable(dict(row))
+            body["live_override"] = jsonable(row)
     controls = ControlStore(pool, runtime.mode)
     try:
         body["operator_actions"] = jsonable(await controls.recent(10))  # newest first
@@ -198,10 +185,7 @@ async def _from_database(body: dict[str, Any], runtime: RuntimeState, pool: asyn
         body["last_decisions"] = await _db_decisions(pool, runtime.mode)
         body["breakers"] = [{"name": k, "reason": v}
                             for k, v in sorted((await _db_breakers(pool, runtime.mode)).items())]
-        eq = await pool.fetchrow(
-            """SELECT equity, wallet_balance, unrealized_pnl
-               FROM equity_snapshots WHERE mode = $1 ORDER BY at DESC, id DESC LIMIT 1""",
-            runtime.mode)
+        eq = await EquityRepository(pool, runtime.mode).latest()
         if eq is not None:
             body["equity"], body["wallet_balance"] = float(eq["equity"]), float(eq["wallet_balance"])
             body["unrealized_pnl"] = float(eq["unrealized_pnl"])

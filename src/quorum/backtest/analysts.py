@@ -60,7 +60,7 @@ async def replay_table(inputs: list[SymbolInput], pool: Any, rules: ConsensusRul
     from quorum.store.decisions import DecisionRepository
 
     repo = DecisionRepository(pool)
-    known = {r["snapshot_hash"] for r in await pool.fetch("SELECT DISTINCT snapshot_hash FROM model_votes")}
+    known = await repo.recorded_snapshot_hashes()
     table: ProposalTable = {si.symbol: {} for si in inputs}
     counts = {"decisions": 0, "replayed": 0, "missing": 0}
     async for t, si, row, snap in _each_decision(inputs, progress):

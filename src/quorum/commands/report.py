@@ -25,9 +25,11 @@ from quorum.commands.report_files import OutputPathError, check_output_path, wri
 from quorum.config import Settings, load_settings
 from quorum.domain.models import ClosedTrade
 from quorum.domain.statistics import breakdown, compute_stats
-from quorum.gate_check import equity_curve, load_equity, load_trades, record_drawdown
+from quorum.gate_check import equity_curve, load_equity, record_drawdown
 from quorum.logging import configure_logging
 from quorum.store.db import DatabaseUnavailable, create_pool, resolve_database_url
+from quorum.store.reports import closed_trades
+from quorum.store.reports import win_rate_rows as win_rate_rows  # `SELECT * FROM win_rate` (re-exported)
 
 
 @asynccontextmanager
@@ -45,7 +47,7 @@ async def record_pool(settings: Settings, *, max_size: int = 4) -> AsyncIterator
 async def build_report(pool: asyncpg.Pool, settings: Settings, mode: str,
                        trades: list[ClosedTrade] | None = None) -> dict[str, Any]:
     """Every figure of the record of `mode` (paper | live | backtest); `trades`: already loaded."""
-    trades = await load_trades(pool, mode) if trades is None else trades
+    trades = await closed_trades(pool, mode) if trades is None else trades
     equity = equity_curve(trades, await load_equity(pool, mode), settings.initial_capital)
     summary = compute_stats(trades, equity, settings.initial_capital,
                             await record_drawdown(pool, mode, trades, settings.initial_capital))
@@ -59,11 +61,6 @@ async def build_report(pool: asyncpg.Pool, settings: Settings, mode: str,
         "by_exit_reason": breakdown(trades, "exit_reason"),
         "by_day": breakdown(trades, "day"),
     }
-
-
-async def win_rate_rows(pool: asyncpg.Pool) -> list[dict[str, Any]]:
-    """`SELECT * FROM win_rate` as dicts (the SQL view people query themselves)."""
-    return [dict(r) for r in await pool.fetch("SELECT * FROM win_rate ORDER BY mode")]
 
 
 def _fmt(v: Any, spec: str = ".2f") -> str:
@@ -136,7 +133,7 @@ def _clean(v: Any) -> Any:
 async def _report(settings: Settings, mode: str, as_json: bool, html: Path | None = None,
                   csv: Path | None = None) -> str:
     async with record_pool(settings) as pool:
-        trades = await load_trades(pool, mode)
+        trades = await closed_trades(pool, mode)
         rep = await build_report(pool, settings, mode, trades)
         rows = await win_rate_rows(pool)
         written = []

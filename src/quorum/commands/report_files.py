@@ -23,6 +23,7 @@ from quorum.domain.equity import drawdown_series
 from quorum.domain.models import ClosedTrade
 from quorum.gate_check import equity_curve
 from quorum.store.equity import EquityRepository
+from quorum.store.reports import closed_trade_fills, closed_trade_funding, closed_trade_rows
 
 CSV_COLUMNS = (
     "row", "position_id", "symbol", "side", "time", "time_ms", "purpose", "price", "quantity", "fee", "funding",
@@ -68,14 +69,9 @@ def _num(v: Any) -> str:
 
 async def record_rows(pool: asyncpg.Pool, mode: str) -> list[dict[str, str]]:
     """The CSV rows of the record (see the module docstring), trades oldest first."""
-    trades = await pool.fetch("SELECT * FROM closed_trades WHERE mode = $1 ORDER BY closed_at, position_id", mode)
-    fills = await pool.fetch(
-        """SELECT f.*, o.purpose FROM fills f JOIN orders o ON o.client_order_id = f.client_order_id
-           JOIN positions p ON p.id = f.position_id WHERE p.mode = $1 AND p.status = 'closed'
-           ORDER BY f.at, f.id""", mode)
-    funding = await pool.fetch(
-        """SELECT fp.* FROM funding_payments fp JOIN positions p ON p.id = fp.position_id
-           WHERE p.mode = $1 AND p.status = 'closed' ORDER BY fp.at, fp.id""", mode)
+    trades = await closed_trade_rows(pool, mode)
+    fills = await closed_trade_fills(pool, mode)
+    funding = await closed_trade_funding(pool, mode)
     by_pos: dict[str, list[dict[str, str]]] = {}
     for f in fills:
         by_pos.setdefault(f["position_id"], []).append({

@@ -53,7 +53,7 @@ async def authorize_live_start(pool: asyncpg.Pool, settings: Settings, *, overri
     if not (who and who.strip()) or not (why and why.strip()):
         raise GateRefused("--override-gate needs both --who NAME and --why TEXT (they are recorded)")
     oid = await OverrideRepository(pool).record(who.strip(), why.strip(), report.to_dict())
-    row = await pool.fetchrow("SELECT id, who, why, at FROM live_overrides WHERE id = $1", oid)
+    row = await OverrideRepository(pool).brief(oid)
     assert row is not None
     record = {"id": row["id"], "who": row["who"], "why": row["why"], "at": row["at"].isoformat(),
               "failing": [c.name for c in report.failures]}
@@ -90,6 +90,7 @@ async def direct_kill(settings: Settings) -> dict[str, Any]:
     async with record_pool(settings) as pool:
         app = await bootstrap(settings, pool=pool)
         try:
+            assert app.engine.kill_switch is not None  # bootstrap always wires one
             report = await app.engine.kill_switch.engage("kill requested from the CLI", actor="cli")
         finally:
             await app.close()

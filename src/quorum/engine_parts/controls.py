@@ -25,9 +25,9 @@ log = structlog.get_logger("quorum.engine")
 class EngineControls:
     """Owned by the engine (one per mode); `apply_pending(t)` runs inside the trading lock."""
 
-    def __init__(self, engine: Any, pool: Any, mode: str) -> None:
+    def __init__(self, engine: Any, store: ControlStore) -> None:
         self.engine = engine
-        self.store = ControlStore(pool, mode)
+        self.store = store
         self.paused: set[str] = set()
 
     async def load(self) -> None:
@@ -125,7 +125,7 @@ class EngineControls:
         out = {"position_id": pos.position_id, "symbol": sym, "status": res.status, "price": res.price}
         if res.status != "closed":
             return "failed", {**out, "error": res.reason}
-        row = await ex.positions.get_row(pos.position_id)
-        if row is not None and row["net_pnl"] is not None:
-            out["net_pnl"] = float(row["net_pnl"])
+        closed = await ex.positions.closed_trade(pos.position_id)
+        if closed is not None:
+            out["net_pnl"] = closed.net_pnl
         return "done", out

@@ -8,7 +8,6 @@ while the votes are gathered; only its execution phase holds the trading lock.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,11 +19,19 @@ from quorum.ai.context import AccountView, PositionView, VoteContext
 from quorum.domain.models import Action, ExitReason, IntentKind, OrderIntent, PositionState
 from quorum.engine_parts.shared import wants_close
 
+if TYPE_CHECKING:
+    from quorum.ai.consensus import ConsensusResult
+    from quorum.clock import Clock
+    from quorum.config import Settings
+    from quorum.domain.models import Proposal, Snapshot, SymbolFilters
+    from quorum.engine import EngineStats
+    from quorum.engine_parts.equity import EquityRecorder
+    from quorum.engine_parts.guard import StepGuard
+    from quorum.execution.exchange import Balance
+    from quorum.ports import Consensus, MarketData, RiskGate, TradeExecutor, Venue
+    from quorum.runtime import RuntimeState
+
 log = structlog.get_logger("quorum.engine")
-
-
-def result_id(proposal: Any) -> str | None:
-    return getattr(proposal, "decision_id", None)
 
 
 class DecisionCycle:
@@ -34,19 +41,19 @@ class DecisionCycle:
     trading_lock: asyncio.Lock
     concurrent_cycles: bool
     decision_tf_ms: int
-    settings: Any
+    settings: Settings
     symbols: list[str]
-    stats: Any
-    runtime: Any
-    guard: Any
-    clock: Any
-    market: Any
-    consensus: Any
-    risk: Any
-    executor: Any
-    exchange: Any
+    stats: EngineStats
+    runtime: RuntimeState
+    guard: StepGuard
+    clock: Clock
+    market: MarketData
+    consensus: Consensus
+    risk: RiskGate
+    executor: TradeExecutor
+    exchange: Venue
     _dirty: bool
-    equity: Any
+    equity: EquityRecorder | None
 
     if TYPE_CHECKING:  # provided by `quorum.engine.Engine` and `PositionKeeper`
         async def _error(self, what: str, symbol: str | None, exc: Exception, *, fatal: bool = False) -> None: ...
@@ -57,7 +64,7 @@ class DecisionCycle:
 
         def entry_block(self, symbol: str | None = None) -> str | None: ...
 
-        async def _symbol_filters(self, symbol: str) -> Any: ...
+        async def _symbol_filters(self, symbol: str) -> SymbolFilters: ...
 
     async def _decide_at(self, t: int) -> None:
         """Phase D: inline in a replay; in the background on live data (one cycle at a time; a
@@ -143,8 +150,8 @@ class DecisionCycle:
         self.runtime.mark_scan()
         metrics.LOOP_DURATION.labels("decision_cycle").observe(time.perf_counter() - t0)
 
-    async def _gather_consensus(self, todo: Sequence[tuple[str, Any]], balance: Any, marks: dict[str, float],
-                                positions: list[PositionState]) -> dict[str, Any]:
+    async def _gather_consensus(self, todo: Sequence[tuple[str, Snapshot]], balance: Balance,
+                                marks: dict[str, float], positions: list[PositionState]) -> dict[str, ConsensusResult]:
         """`consensus.decide` for every (symbol, snapshot) concurrently, bounded by
         MAX_CONCURRENT_DECISIONS; symbol → result for those that answered (failures are logged)."""
         views = tuple(PositionView(p.symbol, p.side, p.entry_price, marks.get(p.symbol, p.entry_price), p.quantity,
@@ -153,17 +160,16 @@ class DecisionCycle:
         account = AccountView(balance.equity, balance.available_balance, self.runtime.day_pnl, len(positions))
         gate = asyncio.Semaphore(self.settings.max_concurrent_decisions)
 
-        async def one(snap: Any) -> Any:
+        async def one(snap: Snapshot) -> ConsensusResult | Exception:
             async with gate:
                 try:
                     return await self.consensus.decide(VoteContext(snap, account, views))
                 except Exception as exc:  # kept per symbol; the others go on
                     return exc
 
-        batched = getattr(self.consensus, "batched", None)  # the cycle's decisions stored together
-        async with batched() if batched is not None else contextlib.nullcontext():
+        async with self.consensus.batched():  # the cycle's decisions stored together
             outcomes = await asyncio.gather(*(one(snap) for _, snap in todo))
-        results: dict[str, Any] = {}
+        results: dict[str, ConsensusResult] = {}
         failed: list[tuple[str, Exception]] = []
         for (sym, _), outcome in zip(todo, outcomes, strict=True):
             if isinstance(outcome, Exception):
@@ -176,14 +182,15 @@ class DecisionCycle:
             await self._error("decision_failed", sym, exc)
         return results
 
-    async def _account(self) -> tuple[Any, dict[str, float], list[PositionState]]:
+    async def _account(self) -> tuple[Balance, dict[str, float], list[PositionState]]:
         balance = await self.exchange.balance()
         venue = await self.exchange.fetch_positions()
         marks = {p.symbol: float(p.mark_price or p.entry_price) for p in venue}
         positions = await self.executor.positions.open_positions()
         return balance, marks, positions
 
-    async def _decide(self, sym: str, snap: Any, t: int, result: Any, asked_about: str | None) -> None:
+    async def _decide(self, sym: str, snap: Snapshot, t: int, result: ConsensusResult,
+                      asked_about: str | None) -> None:
         """Act on one symbol's consensus: close, enter or nothing, on a fresh read of the account.
         `asked_about` is the id of the position the voters were shown on this symbol (None: none)."""
         balance, marks, positions = await self._account()
@@ -226,7 +233,8 @@ class DecisionCycle:
         await self._enter(sym, snap, t, proposal, balance, marks, positions, record)
         self.runtime.record_decision(record)
 
-    async def _enter(self, sym: str, snap: Any, t: int, proposal: Any, balance: Any, marks: dict[str, float],
+    async def _enter(self, sym: str, snap: Snapshot, t: int, proposal: Proposal, balance: Balance,
+                     marks: dict[str, float],
                      positions: list[PositionState], record: dict[str, Any]) -> None:
         view = snap.view(self.settings.decision_timeframe)
         filters = await self._symbol_filters(sym)
@@ -235,7 +243,7 @@ class DecisionCycle:
             filters=filters, atr=view.atr if view else None,
             atr_pct_percentile=view.atr_pct_percentile if view else None, regime=snap.regime,
             funding_rate=snap.funding_rate, open_positions=positions, marks=marks,
-            decision_id=result_id(proposal))
+            decision_id=proposal.decision_id)
         record["verdict"] = verdict.status
         record["reasons"] = list(verdict.reasons)
         self.runtime.breakers = dict(self.risk.breakers_status(t))

@@ -11,16 +11,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from quorum.domain.models import Candle
 from quorum.market.data_files import CandleSeries
 
+if TYPE_CHECKING:
+    from quorum.execution.paper import PaperExchange
+    from quorum.ports import MarketData
+
 
 class ReplayPaperFeed:
-    def __init__(self, exchange: Any, series: Mapping[str, CandleSeries]) -> None:
+    def __init__(self, exchange: PaperExchange, series: Mapping[str, CandleSeries]) -> None:
         self.exchange = exchange
         self.series = dict(series)
 
@@ -38,9 +42,15 @@ class ReplayPaperFeed:
     async def step_done(self) -> None:
         await self.exchange.flush()
 
+    async def held(self) -> dict[str, int | None]:
+        return await self.exchange.held()
+
+    def funding_info(self) -> dict[str, Any] | None:
+        return {**self.exchange.funding_stats, "fallback_rate": self.exchange.funding_rate}
+
 
 class LivePaperFeed:
-    def __init__(self, exchange: Any, market: Any) -> None:
+    def __init__(self, exchange: PaperExchange, market: MarketData) -> None:
         self.exchange = exchange
         self.market = market
 
@@ -54,3 +64,9 @@ class LivePaperFeed:
 
     async def step_done(self) -> None:
         await self.exchange.flush()
+
+    async def held(self) -> dict[str, int | None]:
+        return await self.exchange.held()
+
+    def funding_info(self) -> dict[str, Any] | None:
+        return {**self.exchange.funding_stats, "fallback_rate": self.exchange.funding_rate}

@@ -4,21 +4,29 @@ in order (catch-up) — and managed on it. Part of `quorum.engine.Engine` (a mix
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 
 from quorum.domain.exits import Bar
-from quorum.domain.models import Candle, IntentKind, OrderIntent, PositionState
+from quorum.domain.models import Candle, IntentKind, OrderIntent, PositionState, SymbolFilters
+from quorum.market.data_files import CandleSeries
 from quorum.notify import events as ev
+
+if TYPE_CHECKING:
+    from quorum.engine import EngineStats
+    from quorum.engine_parts.equity import EquityRecorder
+    from quorum.engine_parts.guard import StepGuard
+    from quorum.ports import MarketData, RiskGate, TradeExecutor, Venue, VenueFeed
+    from quorum.runtime import RuntimeState
 
 log = structlog.get_logger("quorum.engine")
 
 MAX_CATCH_UP_MS = 30 * 86_400_000  # the longest gap the paper venue replays bar by bar
 
 
-def candle_at(series: Any, i: int) -> Candle:
+def candle_at(series: CandleSeries, i: int) -> Candle:
     return Candle(int(series.open_ms[i]), float(series.open[i]), float(series.high[i]), float(series.low[i]),
                   float(series.close[i]), float(series.volume[i]))
 
@@ -26,14 +34,14 @@ def candle_at(series: Any, i: int) -> Candle:
 class PositionKeeper:
     """Mixin of `Engine` (see the module docstring)."""
 
-    exchange: Any
-    executor: Any
-    market: Any
-    feed: Any
-    risk: Any
-    runtime: Any
-    guard: Any
-    stats: Any
+    exchange: Venue
+    executor: TradeExecutor
+    market: MarketData
+    feed: VenueFeed
+    risk: RiskGate
+    runtime: RuntimeState
+    guard: StepGuard
+    stats: EngineStats
     symbols: list[str]
     monitor_timeframe: str
     step_ms: int
@@ -41,20 +49,19 @@ class PositionKeeper:
     _step_errors: list[BaseException]
     _seen_closed: set[str]
     _dirty: bool
-    equity: Any
+    equity: EquityRecorder | None
 
     if TYPE_CHECKING:  # provided by `quorum.engine.Engine`
         async def _error(self, what: str, symbol: str | None, exc: Exception, *, fatal: bool = False) -> None: ...
 
-        async def _guarded(self, what: str, symbol: str | None, work: Any) -> bool: ...
+        async def _guarded(self, what: str, symbol: str | None, work: Awaitable[object]) -> bool: ...
 
-        async def _symbol_filters(self, symbol: str) -> Any: ...
+        async def _symbol_filters(self, symbol: str) -> SymbolFilters: ...
 
     async def _held(self) -> dict[str, int | None]:
         """Symbols with an open position (ours or the venue's) → how far the venue has seen their
         price path (None when the venue does not say)."""
-        venue_held = getattr(self.exchange, "held", None)
-        out: dict[str, int | None] = dict(await venue_held()) if venue_held is not None else {}
+        out: dict[str, int | None] = dict(await self.feed.held())
         for pos in await self.executor.positions.open_positions():
             out.setdefault(pos.symbol, None)
         return dict(sorted(out.items()))
@@ -67,10 +74,10 @@ class PositionKeeper:
             log.warning("engine.catch_up_truncated", symbol=sym, missed_s=(t - after) // 1000,
                         replayed_s=MAX_CATCH_UP_MS // 1000)
             after = t - MAX_CATCH_UP_MS
-        bars: Any = None
+        bars: CandleSeries | None = None
         # live data can stream any symbol; a replay only the files it has (an adopted position on
         # another symbol is synced with the venue, not shown bars)
-        servable = sym in self.symbols or hasattr(self.market, "ensure")
+        servable = sym in self.symbols or self.market.streams_any_symbol
         if after < t and servable:
             try:
                 bars = await self.market.bars_after(sym, self.monitor_timeframe, after, t)
@@ -109,7 +116,7 @@ class PositionKeeper:
         if pos is None or pos.position_id is None:
             return
         pid = pos.position_id
-        await self.executor.ledger.sync_funding(pos)
+        await self.executor.sync_funding(pos)
         await self.executor.sync_position(pid)
         if await self._closed(pid, t):
             return
@@ -137,23 +144,22 @@ class PositionKeeper:
             res = await self.executor.move_stop(pid, state.stop_price)
             self._dirty = True
             await self.runtime.emit("stop_moved", ev.stop_moved_payload(
-                state.symbol, state.side.value, old_stop, state.stop_price, move.reason, getattr(res, "status", None)))
+                state.symbol, state.side.value, old_stop, state.stop_price, move.reason, res.status))
             await self._closed(pid, t)
 
     async def _closed(self, pid: str, t: int) -> bool:
         """True when the position is closed; the first time, tell the breakers and listeners."""
-        row = await self.executor.positions.get_row(pid)
-        if row is None or row["status"] != "closed":
+        closed = await self.executor.positions.closed_trade(pid)
+        if closed is None:
             return False
         if pid in self._seen_closed:
             return True
         self._seen_closed.add(pid)
         self._dirty = True
-        net = float(row["net_pnl"] or 0.0)
-        reason = str(row["exit_reason"] or "")
+        net, reason, symbol = closed.net_pnl, closed.exit_reason, closed.symbol
         # listeners hear of the trade before of the breakers it may trip
-        await self.runtime.emit("trade_closed", {"symbol": row["symbol"], "net_pnl": net, "exit_reason": reason})
-        await self.risk.record_trade_closed(row["symbol"], net, reason, t)
+        await self.runtime.emit("trade_closed", {"symbol": symbol, "net_pnl": net, "exit_reason": reason})
+        await self.risk.record_trade_closed(symbol, net, reason, t)
         self.stats.closes += 1
-        self.stats.trades.append({"symbol": row["symbol"], "net_pnl": net, "exit_reason": reason, "time_ms": t})
+        self.stats.trades.append({"symbol": symbol, "net_pnl": net, "exit_reason": reason, "time_ms": t})
         return True

@@ -3,12 +3,15 @@ families of /metrics)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from quorum.engine_parts.guard import STEP_FAILURES
 
+if TYPE_CHECKING:
+    from quorum.engine import Engine
 
-async def publish_status(engine: Any, t: int) -> None:
+
+async def publish_status(engine: Engine, t: int) -> None:
     """Equity, open positions with their protection, breakers (the risk manager's and the
     engine's own entry block), loop counters and the paper venue's funding sources."""
     rt = engine.runtime
@@ -16,10 +19,10 @@ async def publish_status(engine: Any, t: int) -> None:
     venue = await engine.exchange.fetch_positions()
     rt.equity = balance.equity
     rt.wallet_balance = balance.wallet_balance
-    book = getattr(engine.risk, "book", None)
-    start = getattr(book, "day_start_equity", None)
+    book = engine.risk.book
+    start = book.day_start_equity
     rt.day_pnl = balance.equity - start if start else 0.0
-    peak = getattr(book, "equity_peak", None)
+    peak = book.equity_peak
     rt.unrealized_pnl = balance.unrealized_pnl
     if engine.equity is not None and engine.equity.drawdown_pct is not None:  # from the equity history
         rt.drawdown_pct = max(0.0, engine.equity.drawdown_pct)
@@ -43,7 +46,7 @@ async def publish_status(engine: Any, t: int) -> None:
     publish_counters(engine)
 
 
-def publish_counters(engine: Any) -> None:
+def publish_counters(engine: Engine) -> None:
     """Loop counters and funding sources (cheap: no I/O)."""
     s, g = engine.stats, engine.guard
     engine.runtime.engine = {
@@ -56,6 +59,6 @@ def publish_counters(engine: Any) -> None:
     if recent:
         engine.runtime.engine["step_ms_p50"] = round(recent[len(recent) // 2] * 1000, 1)
         engine.runtime.engine["step_ms_max"] = round(recent[-1] * 1000, 1)
-    stats = getattr(engine.exchange, "funding_stats", None)
-    if stats is not None:
-        engine.runtime.funding = {**stats, "fallback_rate": getattr(engine.exchange, "funding_rate", None)}
+    funding = engine.feed.funding_info()
+    if funding is not None:
+        engine.runtime.funding = funding

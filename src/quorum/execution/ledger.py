@@ -24,6 +24,7 @@ from quorum.domain.orders import is_valid_client_id
 from quorum.execution.exchange import Exchange, OrderRequest, VenueFill
 from quorum.store.orders import OrderRepository
 from quorum.store.positions import PositionRepository, dt_to_ms, row_to_state
+from quorum.store.settlement import lock_position, settlement_fills
 
 log = structlog.get_logger(__name__)
 QTY_EPS = 1e-9
@@ -70,7 +71,7 @@ class Ledger:
                 await self.positions.open(state, margin_mode=info.get("margin_mode", "isolated"),
                                           margin=qty * avg / lev, risk_usd=info.get("risk_usd"), fees=fees, conn=conn)
                 await self.orders.set_position(entry_cid, position_id, conn=conn)
-                await conn.execute("UPDATE fills SET position_id=$2 WHERE client_order_id=$1", entry_cid, position_id)
+                await self.orders.set_fills_position(entry_cid, position_id, conn=conn)
         except BaseException:
             self.positions.forget()  # what the transaction returned was not committed
             raise
@@ -97,14 +98,11 @@ class Ledger:
 
     async def _settle(self, position_id: str, exit_reason: str | None, closed_ms: int) -> float | None:
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow("SELECT * FROM positions WHERE id=$1 FOR UPDATE", position_id)
+            row = await lock_position(conn, position_id)
             if row is None or row["status"] != "open":
                 return None
             pos = row_to_state(row)
-            fills = await conn.fetch(
-                """SELECT f.*, o.purpose, o.stop_price AS order_stop_price
-                   FROM fills f JOIN orders o ON o.client_order_id = f.client_order_id
-                   WHERE f.position_id=$1 ORDER BY f.at, f.id""", position_id)
+            fills = await settlement_fills(conn, position_id)
             open_side = "buy" if pos.side is Side.LONG else "sell"
             entries = [f for f in fills if f["side"] == open_side]
             exits = [f for f in fills if f["side"] != open_side]
@@ -148,9 +146,7 @@ class Ledger:
             cid = t.client_order_id
             row = await self.orders.get(cid) if cid else None
             if row is None and cid is not None and t.exchange_order_id:
-                row = await self.pool.fetchrow("SELECT * FROM orders WHERE exchange_order_id=$1 AND mode=$2",
-                                               t.exchange_order_id, self.mode)
-                row = dict(row) if row else None
+                row = await self.orders.get_by_exchange_id(t.exchange_order_id)
             if row is None:  # a trade of an order we did not send (liquidation, manual)
                 if not (cid and is_valid_client_id(cid)):
                     cid = f"venue-{t.exchange_order_id or t.trade_id}"[:36]

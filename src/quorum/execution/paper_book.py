@@ -24,6 +24,18 @@ from dataclasses import replace
 
 from quorum.domain.fills import FillModel, funding_times
 from quorum.domain.models import Bracket, Candle, OrderState, Side, SymbolFilters
+from quorum.domain.paper_rows import (
+    MAX_TRIGGERS_PER_BAR,
+    BookChanges,
+    BookFunding,
+    BookOrder,
+    BookPosition,
+    BookTrade,
+    CallableFunding,
+    FundingSource,
+    Ids,
+    SymbolMarks,
+)
 from quorum.execution.exchange import (
     Balance,
     FundingEntry,
@@ -35,18 +47,6 @@ from quorum.execution.exchange import (
     VenueOrder,
     VenuePosition,
     WouldTrigger,
-)
-from quorum.execution.paper_rows import (
-    MAX_TRIGGERS_PER_BAR,
-    BookChanges,
-    BookFunding,
-    BookOrder,
-    BookPosition,
-    BookTrade,
-    CallableFunding,
-    FundingSource,
-    Ids,
-    SymbolMarks,
 )
 from quorum.execution.venue_rules import DEFAULT_BRACKETS, EPS, bracket_for, isolated_liquidation_price
 

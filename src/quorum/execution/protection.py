@@ -71,6 +71,15 @@ class Executor:
         self.clock = clock
         self.entries_allowed = False
 
+    @property
+    def fills_stored(self) -> int:
+        """How many fills this process has stored (a new one: something to look at)."""
+        return self.orders.fill_writes
+
+    async def sync_funding(self, position: PositionState) -> float:
+        """Store the venue's funding payments for an open position; returns the amount added."""
+        return await self.ledger.sync_funding(position)
+
     # --- dispatch ----------------------------------------------------------------------------
     async def execute(self, intent: OrderIntent, **kw: Any) -> ExecResult:
         """OPEN → open_position; REDUCE → reduce; CLOSE → close; MOVE_STOP → move_stop."""

@@ -35,7 +35,18 @@ class NowClock(Protocol):
 
 @runtime_checkable
 class MarketData(Protocol):
-    """Market data at the engine clock's time (see module doc)."""
+    """Market data at the engine clock's time (see module doc); the engine's market port."""
+
+    @property
+    def rest_host(self) -> str | None:
+        """Where live data comes from (None: files)."""
+
+    @property
+    def streams_any_symbol(self) -> bool:
+        """Live data can serve a symbol it was not started with (an adopted position's)."""
+
+    async def start(self, symbols: Sequence[str] | None = None) -> None:
+        """Live data: backfill and open the streams (files: nothing to do)."""
 
     async def universe(self) -> list[str]: ...
 
@@ -47,6 +58,8 @@ class MarketData(Protocol):
 
     async def last_price(self, symbol: str) -> float | None: ...
 
+    async def bars_after(self, symbol: str, timeframe: str, after_ms: int, until_ms: int) -> CandleSeries: ...
+
     async def close(self) -> None: ...
 
 
@@ -56,6 +69,9 @@ class ReplayMarketData:
     Indicators are computed once per symbol and timeframe when the adapter is built; each
     `snapshots(t)` is index lookups. `builder(symbol)` exposes the arrays to the backtester.
     """
+
+    rest_host: str | None = None
+    streams_any_symbol = False
 
     def __init__(
         self,
@@ -96,6 +112,9 @@ class ReplayMarketData:
         now = self.clock.now_ms()
         if time_ms > now:
             raise LookaheadError(f"asked for data at {time_ms} but the clock is at {now}")
+
+    async def start(self, symbols: Sequence[str] | None = None) -> None:
+        return None  # the files are loaded when the adapter is built
 
     async def universe(self) -> list[str]:
         """Symbols that have at least one closed base bar at the clock's now."""

@@ -46,6 +46,8 @@ __all__ = ["HISTORY_LIMIT", "CandleBuffer", "LiveMarketData", "configure_endpoin
 class LiveMarketData:
     """`MarketData` over Binance USDⓈ-M (see module doc). `clock` needs `now_ms()`."""
 
+    streams_any_symbol = True
+
     def __init__(
         self,
         settings: Settings,

@@ -29,6 +29,7 @@ from quorum.domain.statistics import wilson_interval
 from quorum.gate_check import check_gate, format_gate
 from quorum.operator import check, describe, record_done, submit
 from quorum.runtime import RuntimeState
+from quorum.store import reports
 from quorum.store.controls import ControlStore
 
 log = structlog.get_logger(__name__)
@@ -131,9 +132,7 @@ class TelegramCommands:
 
     async def _trades(self, args: list[str]) -> str:
         n = _count(args, 10, 50)
-        rows = await self._db().fetch(
-            """SELECT symbol, side, closed_at, entry_price, exit_price, net_pnl, exit_reason FROM closed_trades
-               WHERE mode = $1 ORDER BY closed_at DESC, position_id DESC LIMIT $2""", self.mode, n)
+        rows = await reports.last_closed_trades(self._db(), self.mode, n)
         if not rows:
             return "No closed trades yet."
         lines = [f"Last {len(rows)} closed trades:"]
@@ -143,13 +142,7 @@ class TelegramCommands:
         return "\n".join(lines)
 
     async def _profit(self, _: list[str]) -> str:
-        r = await self._db().fetchrow(
-            """SELECT count(*) AS n, count(*) FILTER (WHERE is_win) AS wins, coalesce(sum(net_pnl), 0) AS net,
-                      coalesce(sum(fees), 0) AS fees, coalesce(sum(funding), 0) AS funding,
-                      coalesce(sum(net_pnl) FILTER (WHERE net_pnl > 0), 0) AS won,
-                      coalesce(-sum(net_pnl) FILTER (WHERE net_pnl < 0), 0) AS lost
-               FROM closed_trades WHERE mode = $1""", self.mode)
-        assert r is not None
+        r = await reports.profit_totals(self._db(), self.mode)
         n, wins = int(r["n"]), int(r["wins"])
         unreal = sum(float(p.get("pnl") or 0.0) for p in self.runtime.positions)
         if not n:
@@ -170,18 +163,14 @@ class TelegramCommands:
 
     async def _daily(self, args: list[str]) -> str:
         n = _count(args, 7, 60)
-        rows = await self._db().fetch(
-            """SELECT day, count(*) AS n, count(*) FILTER (WHERE is_win) AS wins, sum(net_pnl) AS net
-               FROM closed_trades WHERE mode = $1 GROUP BY day ORDER BY day DESC LIMIT $2""", self.mode, n)
+        rows = await reports.daily_pnl(self._db(), self.mode, n)
         if not rows:
             return "No closed trades yet."
         return "P&L per UTC day:\n" + "\n".join(
             f"{r['day']} {_money(r['net'])} ({r['n']} trades, {r['wins']} won)" for r in rows)
 
     async def _performance(self, _: list[str]) -> str:
-        rows = await self._db().fetch(
-            """SELECT symbol, count(*) AS n, count(*) FILTER (WHERE is_win) AS wins, sum(net_pnl) AS net
-               FROM closed_trades WHERE mode = $1 GROUP BY symbol ORDER BY sum(net_pnl) DESC""", self.mode)
+        rows = await reports.pnl_by_symbol(self._db(), self.mode)
         if not rows:
             return "No closed trades yet."
         return "Performance by symbol:\n" + "\n".join(

@@ -19,8 +19,8 @@ from typing import Any
 import asyncpg
 import structlog
 
-from quorum.ai.analysts import CallRecord
 from quorum.domain.models import Proposal, Snapshot, canonical
+from quorum.domain.votes import CallRecord
 from quorum.store.positions import ms_to_dt
 from quorum.store.text import storable_count, storable_json, storable_text
 

@@ -122,6 +122,12 @@ class ControlStore:
                 "done" if changed else "noop", result)
         return {"id": aid, "action": action, "status": "done" if changed else "noop", "result": result}
 
+    async def open_positions_on(self, symbol: str | None) -> int:
+        """How many open positions this mode holds on `symbol` (a close needs one)."""
+        n: int = await self._pool.fetchval(
+            "SELECT count(*) FROM positions WHERE mode = $1 AND symbol = $2 AND status = 'open'", self.mode, symbol)
+        return n
+
     # --- the engine's side ------------------------------------------------------------------------
     async def paused_symbols(self) -> set[str]:
         value = await self._pool.fetchval("SELECT value FROM bot_state WHERE key = $1", self.paused_key)

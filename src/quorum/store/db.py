@@ -191,6 +191,16 @@ REFUSALS: tuple[type[Exception], ...] = (
 OUTAGES: tuple[type[Exception], ...] = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
+async def recreate_database(conn: asyncpg.Connection, name: str, *, synchronous_commit: bool = True) -> None:
+    """Drop database `name` (closing its sessions) and create it afresh, on the server `conn`
+    is connected to; `synchronous_commit=False` sets it off for that database (commits do not
+    wait for the WAL flush: only for throwaway databases)."""
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    if not synchronous_commit:
+        await conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+
+
 def database_target(url: str) -> str:
     """host:port of a Postgres URL (never the user or password); a socket directory given as
     `?host=/path` counts as the host."""
@@ -224,10 +234,16 @@ async def _pause(delay_s: float, stop: asyncio.Event | None, sleep: Callable[[fl
             task.cancel()
 
 
+async def select_one(pool: asyncpg.Pool) -> Any:
+    """The server's answer to `SELECT 1` (1 when it works; raises when it does not answer): the
+    health check's and the engine's outage probe."""
+    return await pool.fetchval("SELECT 1")
+
+
 async def database_answers(pool: asyncpg.Pool, timeout_s: float = 3.0) -> bool:
     """True when the server answers a trivial query within `timeout_s` (an outage probe)."""
     try:
-        await asyncio.wait_for(pool.fetchval("SELECT 1"), timeout_s)
+        await asyncio.wait_for(select_one(pool), timeout_s)
     except Exception:
         return False
     return True

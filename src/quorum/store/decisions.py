@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import structlog
 
-from quorum.ai.analysts import CallRecord, vote_from_dict
-from quorum.ai.context import VoteContext
 from quorum.domain.consensus import Outcome, outcome_of
 from quorum.domain.models import Abstention, Proposal, Snapshot, Vote
+from quorum.domain.votes import CallRecord, vote_from_dict
 from quorum.store.audit import (
     AUDIT_ATTEMPTS,
     AUDIT_RETRY_WAIT_S,
@@ -45,6 +44,13 @@ from quorum.store.text import storable_text
 log = structlog.get_logger(__name__)
 
 
+class Question(Protocol):
+    """What the store needs of the question put to the voters (`quorum.ai.context.VoteContext`)."""
+
+    @property
+    def snapshot(self) -> Snapshot: ...
+
+
 class DecisionRepository:
     def __init__(self, pool: asyncpg.Pool, *, sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> None:
         self._pool = pool
@@ -57,7 +63,7 @@ class DecisionRepository:
         await (conn or self._pool).execute(SNAPSHOT_SQL, *snapshot_row(snapshot, h))
         return h
 
-    async def record_decision(self, *, decision_id: str, mode: str, analyst: str, ctx: VoteContext,
+    async def record_decision(self, *, decision_id: str, mode: str, analyst: str, ctx: Question,
                               proposal: Proposal, records: Sequence[CallRecord], snapshot_hash: str) -> int | None:
         """Write decision + votes + proposal atomically; returns the proposal id.
 
@@ -132,6 +138,10 @@ class DecisionRepository:
             else:
                 out.append(Abstention(r["voter"], r["symbol"], r["abstain_reason"] or "no recorded vote"))
         return out
+
+    async def recorded_snapshot_hashes(self) -> set[str]:
+        """The hash of every snapshot some voter's answer was recorded for (for replay)."""
+        return {r["snapshot_hash"] for r in await self._pool.fetch("SELECT DISTINCT snapshot_hash FROM model_votes")}
 
     async def decision(self, decision_id: str) -> dict[str, Any] | None:
         row = await self._pool.fetchrow("SELECT * FROM decisions WHERE id = $1", decision_id)

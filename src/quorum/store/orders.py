@@ -14,7 +14,7 @@ import asyncpg
 
 from quorum.domain.models import OrderState
 from quorum.domain.orders import InvalidTransition, OrderStatus, venue_state
-from quorum.execution.exchange import OrderRequest, VenueFill
+from quorum.domain.venue import OrderRequest, VenueFill
 from quorum.store.positions import ms_to_dt
 
 OPEN_STATES = ("pending", "submitted", "accepted", "partially_filled")
@@ -138,6 +138,12 @@ class OrderRepository:
             client_order_id, state, detail,
         )
 
+    async def get_by_exchange_id(self, exchange_order_id: str) -> dict[str, Any] | None:
+        """This mode's order the venue knows by `exchange_order_id`, or None."""
+        row = await self._pool.fetchrow("SELECT * FROM orders WHERE exchange_order_id=$1 AND mode=$2",
+                                        exchange_order_id, self.mode)
+        return dict(row) if row else None
+
     async def set_position(self, client_order_id: str, position_id: str,
                            conn: asyncpg.Connection | None = None) -> None:
         await (conn or self._pool).execute(
@@ -176,6 +182,12 @@ class OrderRepository:
         )
         self.fill_writes += 1  # (even a repeat: a caller's transaction may still roll back)
         return bool(inserted)
+
+    async def set_fills_position(self, client_order_id: str, position_id: str,
+                                 conn: asyncpg.Connection | None = None) -> None:
+        """Give every fill of the order the position it opened."""
+        await (conn or self._pool).execute(
+            "UPDATE fills SET position_id=$2 WHERE client_order_id=$1", client_order_id, position_id)
 
     async def fills_for_order(self, client_order_id: str) -> list[dict[str, Any]]:
         rows = await self._pool.fetch("SELECT * FROM fills WHERE client_order_id=$1 ORDER BY id", client_order_id)

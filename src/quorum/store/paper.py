@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from quorum.domain.models import OrderState, Side
-from quorum.execution.paper_rows import BookChanges, BookFunding, BookOrder, BookPosition, BookTrade, SymbolMarks
+from quorum.domain.paper_rows import BookChanges, BookFunding, BookOrder, BookPosition, BookTrade, SymbolMarks
 
 ID_BLOCK = 64  # order and trade ids drawn from the sequences per round trip
 

@@ -6,6 +6,7 @@ number in the record already includes costs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,6 +47,18 @@ def row_to_state(row: asyncpg.Record) -> PositionState:
         position_id=row["id"],
         decision_id=row["decision_id"],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedTrade:
+    """A position the record shows closed."""
+
+    position_id: str
+    symbol: str
+    net_pnl: float
+    exit_reason: str
+    initial_quantity: float
+    exit_price: float | None
 
 
 class _OpenCache:
@@ -152,6 +165,16 @@ class PositionRepository:
             if self._c.rows is not None and row["id"] in self._c.rows:
                 self._c.states[row["id"]] = state
         return state
+
+    async def closed_trade(self, position_id: str) -> ClosedTrade | None:
+        """The position as a closed trade, or None while it is open (or unknown)."""
+        if self._c.rows is not None and position_id in self._c.rows:
+            return None
+        row = await self.get_row(position_id)
+        if row is None or row["status"] != "closed":
+            return None
+        return ClosedTrade(row["id"], row["symbol"], float(row["net_pnl"] or 0.0), str(row["exit_reason"] or ""),
+                           float(row["initial_quantity"]), _f(row["exit_price"]))
 
     async def open_positions(self) -> list[PositionState]:
         return [self._state(r) for r in await self._open_rows()]

@@ -75,5 +75,15 @@ class OverrideRepository:
         row = await self._pool.fetchrow("SELECT * FROM live_overrides ORDER BY id DESC LIMIT 1")
         return dict(row) if row else None
 
+    async def latest_brief(self) -> dict[str, Any] | None:
+        """Who, why and when of the latest override (no gate report), or None."""
+        row = await self._pool.fetchrow("SELECT who, why, at FROM live_overrides ORDER BY id DESC LIMIT 1")
+        return dict(row) if row else None
+
+    async def brief(self, override_id: int) -> dict[str, Any] | None:
+        """Id, who, why and when of one override (no gate report), or None."""
+        row = await self._pool.fetchrow("SELECT id, who, why, at FROM live_overrides WHERE id = $1", override_id)
+        return dict(row) if row else None
+
 
 __all__ = ["AlertRepository", "EquityRepository", "OverrideRepository", "StateRepository"]

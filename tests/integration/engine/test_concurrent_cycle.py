@@ -66,6 +66,9 @@ class FailingFor:
             raise RuntimeError(f"cannot decide {self.symbol}")
         return await self.inner.decide(ctx)
 
+    def batched(self) -> Any:  # the consensus port: the inner engine stores the cycle's decisions
+        return self.inner.batched()
+
 
 async def test_decisions_are_gathered_concurrently_and_executed_in_symbol_order(
         pool: asyncpg.Pool, shared_data: Path) -> None:

@@ -41,6 +41,9 @@ class FlakyConsensus:
             raise RuntimeError(f"provider rejected key {SECRET}")
         return await self.inner.decide(ctx)
 
+    def batched(self) -> Any:  # the consensus port: the inner engine stores the cycle's decisions
+        return self.inner.batched()
+
 
 async def test_replay_emits_every_event_kind(pool: asyncpg.Pool, shared_data: Path) -> None:
     register_secrets([SECRET])

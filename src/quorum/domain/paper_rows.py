@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from quorum.domain.models import OrderState, Side
-from quorum.execution.exchange import VenueOrder
+from quorum.domain.venue import VenueOrder
 
 MAX_TRIGGERS_PER_BAR = 4  # a partial TP and the stop may both trigger on one bar
 
