@@ -23,13 +23,30 @@ if TYPE_CHECKING:
     from quorum.ports import MarketData
 
 
-class ReplayPaperFeed:
-    def __init__(self, exchange: PaperExchange, series: Mapping[str, CandleSeries]) -> None:
+class PaperFeed:
+    """What every paper venue is shown and asked, whatever the data: closed bars, its progress,
+    the end of a step, its funding sources. Subclasses say where the price at T comes from."""
+
+    def __init__(self, exchange: PaperExchange) -> None:
         self.exchange = exchange
-        self.series = dict(series)
 
     async def bar_closed(self, symbol: str, bar: Candle, timeframe_ms: int) -> None:
         await self.exchange.on_bar(symbol, bar, timeframe_ms)
+
+    async def step_done(self) -> None:
+        await self.exchange.flush()
+
+    async def held(self) -> dict[str, int | None]:
+        return await self.exchange.held()
+
+    def funding_info(self) -> dict[str, Any] | None:
+        return {**self.exchange.funding_stats, "fallback_rate": self.exchange.funding_rate}
+
+
+class ReplayPaperFeed(PaperFeed):
+    def __init__(self, exchange: PaperExchange, series: Mapping[str, CandleSeries]) -> None:
+        super().__init__(exchange)
+        self.series = dict(series)
 
     async def price_now(self, symbol: str, time_ms: int, bar: Candle | None = None) -> None:
         s = self.series.get(symbol)
@@ -39,34 +56,13 @@ class ReplayPaperFeed:
         if i < len(s) and int(s.open_ms[i]) == time_ms:
             await self.exchange.on_price(symbol, float(s.open[i]), time_ms)
 
-    async def step_done(self) -> None:
-        await self.exchange.flush()
 
-    async def held(self) -> dict[str, int | None]:
-        return await self.exchange.held()
-
-    def funding_info(self) -> dict[str, Any] | None:
-        return {**self.exchange.funding_stats, "fallback_rate": self.exchange.funding_rate}
-
-
-class LivePaperFeed:
+class LivePaperFeed(PaperFeed):
     def __init__(self, exchange: PaperExchange, market: MarketData) -> None:
-        self.exchange = exchange
+        super().__init__(exchange)
         self.market = market
-
-    async def bar_closed(self, symbol: str, bar: Candle, timeframe_ms: int) -> None:
-        await self.exchange.on_bar(symbol, bar, timeframe_ms)
 
     async def price_now(self, symbol: str, time_ms: int, bar: Candle | None = None) -> None:
         price = bar.close if bar is not None else await self.market.last_price(symbol)
         if price is not None and price > 0:
             await self.exchange.on_price(symbol, float(price), time_ms)
-
-    async def step_done(self) -> None:
-        await self.exchange.flush()
-
-    async def held(self) -> dict[str, int | None]:
-        return await self.exchange.held()
-
-    def funding_info(self) -> dict[str, Any] | None:
-        return {**self.exchange.funding_stats, "fallback_rate": self.exchange.funding_rate}
