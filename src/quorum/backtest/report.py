@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
@@ -71,13 +72,20 @@ def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def _downsample(equity: Sequence[tuple[int, float]], limit: int = 5000) -> list[tuple[int, float]]:
-    if len(equity) <= limit:
-        return list(equity)
-    step = len(equity) / limit
-    out = [equity[int(i * step)] for i in range(limit)]
-    out.append(equity[-1])
-    return out
+def _downsample(points: Sequence[tuple[int, float]], limit: int = 5000) -> list[tuple[int, float]]:
+    """At most about `limit` points for a chart, keeping each bucket's lowest and highest point
+    (in time order) and the last: a peak or the deepest drawdown is never dropped."""
+    n = len(points)
+    if n <= limit:
+        return list(points)
+    per = max(n * 2 // limit, 2)
+    values = np.fromiter((v for _, v in points), dtype=float, count=n)
+    keep: set[int] = {n - 1}
+    for s in range(0, n, per):
+        chunk = values[s:s + per]
+        keep.add(s + int(np.argmin(chunk)))
+        keep.add(s + int(np.argmax(chunk)))
+    return [points[i] for i in sorted(keep)]
 
 
 def render_report(summary: dict[str, Any], equity: Sequence[tuple[int, float]],
@@ -90,15 +98,14 @@ def render_report(summary: dict[str, Any], equity: Sequence[tuple[int, float]],
     pts = _downsample(equity)
     xs = [_dt(t) for t, _ in pts]
     ys = [v for _, v in pts]
-    if drawdown is not None:
-        dd_pts = _downsample(drawdown)
-        dd_xs, dd = [_dt(t) for t, _ in dd_pts], [v for _, v in dd_pts]
-    else:
-        peak = float("-inf")
-        dd_xs, dd = xs, []
-        for v in ys:
-            peak = max(peak, v)
-            dd.append((v / peak - 1.0) * 100.0 if peak > 0 else 0.0)
+    if drawdown is None:  # measured on every point, then thinned (the deepest one kept)
+        values = np.fromiter((v for _, v in equity), dtype=float, count=len(equity))
+        peaks = np.maximum.accumulate(values) if len(values) else values
+        with np.errstate(divide="ignore", invalid="ignore"):
+            falls = np.where(peaks > 0, (values / peaks - 1.0) * 100.0, 0.0)
+        drawdown = [(t, float(f)) for (t, _), f in zip(equity, falls, strict=True)]
+    dd_pts = _downsample(drawdown)
+    dd_xs, dd = [_dt(t) for t, _ in dd_pts], [v for _, v in dd_pts]
     eq_fig = go.Figure(go.Scatter(x=xs, y=ys, mode="lines", name="equity"))
     eq_fig.update_layout(title="Equity (USDT, marked to market)", height=380, margin={"t": 40})
     dd_fig = go.Figure(go.Scatter(x=dd_xs, y=dd, mode="lines", fill="tozeroy", name="drawdown %"))

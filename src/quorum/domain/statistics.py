@@ -225,8 +225,14 @@ def monthly_returns(equity: Sequence[tuple[int, float]], initial_equity: float) 
     out: dict[str, float] = {}
     prev = initial_equity
     last: dict[str, float] = {}
+    key, month_end = "", -1  # the month of the points being read, and the first ms after it
     for t, v in sorted(equity, key=lambda p: p[0]):
-        last[datetime.fromtimestamp(t / 1000, tz=UTC).strftime("%Y-%m")] = v
+        if t >= month_end or t < month_end - 31 * 86_400_000:  # a point in another month: find which
+            d = datetime.fromtimestamp(t / 1000, tz=UTC)
+            key = f"{d.year:04d}-{d.month:02d}"
+            nxt = datetime(d.year + d.month // 12, d.month % 12 + 1, 1, tzinfo=UTC)
+            month_end = int(nxt.timestamp() * 1000)
+        last[key] = v
     for month in sorted(last):
         v = last[month]
         out[month] = (v / prev - 1.0) * 100.0 if prev > 0 else 0.0
