@@ -54,6 +54,8 @@ COPY migrations ./migrations
 COPY prompts ./prompts
 COPY data ./data
 COPY health_server.py setup_database.py ./
+# byte-compiled once here: with PYTHONDONTWRITEBYTECODE every start would compile src/ again
+RUN python -m compileall -q src
 USER quorum
 
 EXPOSE 8000

@@ -3,5 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_uv.sh
-$UV sync --frozen --quiet
+quorum_sync
 exec $UV run quorum demo "$@"

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/_uv.sh
-$UV sync --frozen --quiet
+quorum_sync
 $UV run ruff check src tests benchmarks
 $UV run mypy
 $UV run pytest "$@"
