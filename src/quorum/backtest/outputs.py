@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from quorum.domain.models import ClosedTrade
 
 TRADE_COLUMNS = (
@@ -67,6 +65,8 @@ def write_trades(path: Path, trades: Sequence[ClosedTrade]) -> None:
 def write_equity(path: Path, equity: Sequence[tuple[int, float]]) -> None:
     """equity.csv: time (ISO, UTC), time_ms, equity — a row per bar, so the times are formatted
     in one vectorised call (the rows are what `csv.writer` would write: CRLF, nothing quoted)."""
+    import numpy as np  # not at the top: `quorum report` imports this module, and --help must stay light
+
     stamps = np.datetime_as_string(np.fromiter((t for t, _ in equity), dtype=np.int64, count=len(equity))
                                    .astype("datetime64[ms]"), unit="s")
     with path.open("w", newline="", encoding="utf-8") as fh:

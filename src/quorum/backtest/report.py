@@ -7,12 +7,12 @@ One generator for a backtest (`quorum backtest --out`) and a paper/live record (
 from __future__ import annotations
 
 import html
+import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 
@@ -79,12 +79,11 @@ def _downsample(points: Sequence[tuple[int, float]], limit: int = 5000) -> list[
     if n <= limit:
         return list(points)
     per = max(n * 2 // limit, 2)
-    values = np.fromiter((v for _, v in points), dtype=float, count=n)
     keep: set[int] = {n - 1}
     for s in range(0, n, per):
-        chunk = values[s:s + per]
-        keep.add(s + int(np.argmin(chunk)))
-        keep.add(s + int(np.argmax(chunk)))
+        idx = range(s, min(s + per, n))
+        keep.add(min(idx, key=lambda i: points[i][1]))
+        keep.add(max(idx, key=lambda i: points[i][1]))
     return [points[i] for i in sorted(keep)]
 
 
@@ -99,11 +98,9 @@ def render_report(summary: dict[str, Any], equity: Sequence[tuple[int, float]],
     xs = [_dt(t) for t, _ in pts]
     ys = [v for _, v in pts]
     if drawdown is None:  # measured on every point, then thinned (the deepest one kept)
-        values = np.fromiter((v for _, v in equity), dtype=float, count=len(equity))
-        peaks = np.maximum.accumulate(values) if len(values) else values
-        with np.errstate(divide="ignore", invalid="ignore"):
-            falls = np.where(peaks > 0, (values / peaks - 1.0) * 100.0, 0.0)
-        drawdown = [(t, float(f)) for (t, _), f in zip(equity, falls, strict=True)]
+        peaks = itertools.accumulate((v for _, v in equity), max)
+        drawdown = [(t, (v / peak - 1.0) * 100.0 if peak > 0 else 0.0)
+                    for (t, v), peak in zip(equity, peaks, strict=True)]
     dd_pts = _downsample(drawdown)
     dd_xs, dd = [_dt(t) for t, _ in dd_pts], [v for _, v in dd_pts]
     eq_fig = go.Figure(go.Scatter(x=xs, y=ys, mode="lines", name="equity"))
