@@ -30,7 +30,7 @@ import numpy as np
 
 from quorum.backtest.inputs import SymbolInput, _nan_none, funding_source
 from quorum.backtest.records import Book, RunResult
-from quorum.backtest.simvenue import SimVenue, venue_more_sensitive
+from quorum.backtest.venue import BacktestVenue, VenuePosition
 from quorum.domain import breakers as brk
 from quorum.domain.exits import Bar as ExitBar
 from quorum.domain.exits import (
@@ -67,6 +67,18 @@ def rules_rows(si: SymbolInput, min_conf: float) -> np.ndarray:
     return np.flatnonzero((si.dec_code != 0) & (si.dec_conf >= min_conf - 1e-12))
 
 
+def venue_more_sensitive(state: PositionState, vp: VenuePosition) -> bool:
+    """Could the venue's (tick-rounded) stop / take-profit / liquidation trigger on a bar where
+    the state's own levels do not? If not, `first_event_index` alone finds every event."""
+    s = state.side.sign
+    if vp.stop_price is not None and s * (vp.stop_price - state.stop_price) > 0:
+        return True
+    if vp.tp_price is not None and (state.take_profit is None or s * (state.take_profit - vp.tp_price) > 0):
+        return True
+    liq = vp.liquidation_price
+    return bool(liq and liq > 0 and s * (liq - state.stop_price) > 0)
+
+
 def _regular_grid(open_ms: np.ndarray, tf_ms: int) -> tuple[int, int] | None:
     n = len(open_ms)
     if n == 0 or (n > 1 and not bool(np.all(np.diff(open_ms) == tf_ms))):
@@ -83,9 +95,9 @@ class FastBacktest:
         self.inputs = sorted(inputs, key=lambda s: s.symbol)
         self.by_symbol = {s.symbol: s for s in self.inputs}
         self.cfg = cfg
-        self.venue = SimVenue(cfg.fill_model, cfg.initial_equity, {s.symbol: s.filters for s in self.inputs},
-                              funding_source=funding_source(self.by_symbol), funding_rate=cfg.funding_rate,
-                              funding_interval_ms=cfg.funding_interval_ms)
+        self.venue = BacktestVenue(cfg.fill_model, cfg.initial_equity, {s.symbol: s.filters for s in self.inputs},
+                                   funding_source=funding_source(self.by_symbol), funding_rate=cfg.funding_rate,
+                                   funding_interval_ms=cfg.funding_interval_ms)
         self.policy = {s.symbol: replace(cfg.exit_policy, qty_step=s.filters.step_size) for s in self.inputs}
         self.proposal_fn = proposal_fn
         self.voters_fn = voters_fn
@@ -158,7 +170,7 @@ class FastBacktest:
         end = si.last + 1
         j = first_event_index(book.state, si.open, si.high, si.low, si.close, self.policy[si.symbol], start,
                               open_ms=si.open_ms, end=end)
-        vp = self.venue.positions.get(si.symbol)
+        vp = self.venue.position(si.symbol)
         if vp is not None and j > start and venue_more_sensitive(book.state, vp):
             s = vp.side.sign
             adverse = si.low[start:j] if s > 0 else si.high[start:j]
@@ -220,7 +232,7 @@ class FastBacktest:
         becomes the price at t."""
         v = self.venue
         if k > 0:
-            v.funded_until[si.symbol] = max(v.funded_until.get(si.symbol, 0), int(si.open_ms[k - 1]))
+            v.funded_until(si.symbol, int(si.open_ms[k - 1]))
         triggered = v.on_bar(si.symbol, int(si.open_ms[k]), float(si.open[k]), float(si.high[k]),
                              float(si.low[k]), float(si.close[k]), self.cfg.exec_tf_ms)
         v.on_price(si.symbol, si.price_at(k), t)
@@ -248,13 +260,14 @@ class FastBacktest:
         # position that is still open after the venue's triggers.
         for fill, kind in triggered:
             self._record_exit(si, book, fill.quantity, fill.price, fill.fee, fill.time_ms)
-            if si.symbol not in v.positions:
+            if not v.holds(si.symbol):
                 purpose = {"stop": "stop", "take_profit": "take_profit"}.get(kind, "exit")
                 cid = "liquidation" if kind == "liquidation" else ""
                 self._finish(si, book, exit_reason_for_order(purpose, cid, book.state).value, fill.time_ms, t)
                 return
         state = book.state = fold_extremes(book.state, si.high, si.low, first, k)
-        vp = v.positions[si.symbol]
+        vp = v.position(si.symbol)
+        assert vp is not None
         if state.quantity != vp.quantity:
             state = replace(state, quantity=vp.quantity)
         new_state, intents = step_bar(state, ExitBar(int(si.open_ms[k]), o, h, lo, c), self.policy[si.symbol])
@@ -269,7 +282,8 @@ class FastBacktest:
             elif intent.kind is IntentKind.CLOSE:
                 self._market_close(si, book, intent.reason, t)
                 return
-        vp = v.positions[si.symbol]
+        vp = v.position(si.symbol)
+        assert vp is not None
         if book.state.quantity != vp.quantity:
             book.state = replace(book.state, quantity=vp.quantity)
         if not self._ensure_stop(si, book, t):
@@ -279,7 +293,8 @@ class FastBacktest:
     def _ensure_stop(self, si: SymbolInput, book: Book, t: int) -> bool:
         """The executor's protection invariant; False when the position had to be closed."""
         v = self.venue
-        vp = v.positions[si.symbol]
+        vp = v.position(si.symbol)
+        assert vp is not None
         f = v.filters[si.symbol]
         want = round_to_tick(book.state.stop_price, f.tick_size)
         good = vp.stop_price is not None and abs(vp.stop_qty - vp.quantity) <= f.step_size / 2 and \
@@ -303,7 +318,7 @@ class FastBacktest:
 
     def _market_close(self, si: SymbolInput, book: Book, reason: str, t: int) -> None:
         v = self.venue
-        vp = v.positions.get(si.symbol)
+        vp = v.position(si.symbol)
         if vp is not None:
             fill = v.market(si.symbol, close_order_side(vp.side), vp.quantity, reduce_only=True, time_ms=t,
                             reason=reason)
@@ -393,11 +408,13 @@ class FastBacktest:
         if self._facts_key == key:
             return self._facts
         facts = []
-        for sym, vp in self.venue.positions.items():
+        for sym in self.venue.held():
+            vp = self.venue.position(sym)
+            assert vp is not None
             s = self.by_symbol[sym]
             k = self._searchsorted(self._idx[sym], t - self.cfg.exec_tf_ms, right=True) - 1
             self.venue.on_price(sym, s.price_at(min(k, s.last)), t)
-            facts.append(OpenPositionFact(sym, vp.side, vp.quantity, self.venue.last_price[sym]))
+            facts.append(OpenPositionFact(sym, vp.side, vp.quantity, self.venue.last_price(sym)))
         self._facts_key, self._facts = key, facts
         return facts
 
@@ -466,7 +483,7 @@ class FastBacktest:
         if qty < si.filters.min_qty or qty <= 0 or qty * proposal.reference_price < si.filters.min_notional:
             rec["outcome"] = "refused"
             return
-        v.leverage[si.symbol] = lev
+        v.set_leverage(si.symbol, lev)
         fill = v.market(si.symbol, open_order_side(side), qty, reduce_only=False, time_ms=t, reason="entry")
         if fill is None:
             rec["outcome"] = "rejected_by_venue"

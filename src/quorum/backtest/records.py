@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from quorum.backtest.simvenue import SimVenue
+from quorum.backtest.venue import BacktestVenue
 from quorum.domain.models import ClosedTrade, PositionState
 from quorum.domain.rules import RULES_VOTER
 
@@ -31,7 +31,7 @@ class RunResult:
     trades: list[ClosedTrade]
     decisions: list[dict[str, Any]]
     fills: list[Any]
-    venue: SimVenue
+    venue: BacktestVenue
     breaker_events: list[dict[str, Any]]
     segments: list[tuple[str, int, float, float, int, int]]  # symbol, sign, qty, entry, from, to
     bars_processed: int

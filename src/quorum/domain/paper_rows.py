@@ -83,7 +83,7 @@ class BookOrder:
                           self.reduce_only, self.time_ms)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built for every fill, and frozen dataclasses construct slowly
 class BookTrade:
     trade_id: int
     client_order_id: str
@@ -98,7 +98,7 @@ class BookTrade:
     liquidity: str = "taker"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BookFunding:
     symbol: str
     time_ms: int

@@ -176,7 +176,8 @@ class PaperExchange:
             rate = self.funding_source.rate
         await self._ids_for_change()
         new = symbol not in self.book.symbols
-        fills = self.book.on_bar(symbol, bar, close_ms, rate)
+        trades = self.book.on_bar(symbol, bar, close_ms, rate)
+        fills = [self.book.fill_view(t, self.book.orders.get(t.client_order_id)) for t in trades]
         await self._write(marks_too=new)
         self._funded_hint[symbol] = max(self._funded_hint.get(symbol, 0), bar.open_ms)
         return fills
@@ -188,7 +189,7 @@ class PaperExchange:
         await self._ids_for_change()
         order = self.book.create_order(request, filters, self._clock() if self._clock else None)
         await self._write()
-        return order
+        return order.view()
 
     async def cancel_order(self, symbol: str, client_order_id: str, *, conditional: bool = False) -> VenueOrder | None:
         await self._ensure()

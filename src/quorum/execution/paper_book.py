@@ -80,6 +80,7 @@ class PaperBook:
         self._dirty_orders: set[str] = set()
         self._wallet_dirty = False
         self._views: dict[str, VenuePosition] = {}  # symbol → its position as last shown
+        self.persisted = True  # False: nobody writes the books, so what changed is not tracked
 
     # --- loading (a persisted book) ---------------------------------------------------------
     def load(self, *, symbols: list[SymbolMarks], positions: list[BookPosition], orders: list[BookOrder],
@@ -111,6 +112,18 @@ class PaperBook:
         self._wallet_dirty = False
         return out
 
+    def events(self) -> tuple[list[BookTrade], list[BookFunding]]:
+        """The trades and funding payments since the last call, and nothing else (a book nobody
+        persists: no rows are copied for a store)."""
+        c = self._changes
+        trades, funding = c.trades, c.funding
+        c.trades, c.funding = [], []
+        self._dirty_symbols.clear()
+        self._dirty_positions.clear()
+        self._dirty_orders.clear()
+        self._wallet_dirty = False
+        return trades, funding
+
     @property
     def marks_only(self) -> bool:
         """Nothing but progress marks changed since the last `changes()`."""
@@ -122,11 +135,14 @@ class PaperBook:
         return bool(self._dirty_symbols) or not self.marks_only
 
     def _marks(self, symbol: str) -> SymbolMarks:
-        self._dirty_symbols.add(symbol)
-        self._views.pop(symbol, None)
-        if symbol not in self.symbols:
-            self.symbols[symbol] = SymbolMarks(symbol)
-        return self.symbols[symbol]
+        if self.persisted:
+            self._dirty_symbols.add(symbol)
+        if self._views:
+            self._views.pop(symbol, None)
+        m = self.symbols.get(symbol)
+        if m is None:
+            m = self.symbols[symbol] = SymbolMarks(symbol)
+        return m
 
     # --- market data ------------------------------------------------------------------------
     def on_price(self, symbol: str, price: float, time_ms: int) -> None:
@@ -139,9 +155,11 @@ class PaperBook:
         m.last_price, m.last_time_ms = price, time_ms
         if not known:
             m.funded_until_ms = m.bar_until_ms = time_ms
-        elif symbol not in self.positions:
-            m.bar_until_ms = max(time_ms if m.bar_until_ms is None else m.bar_until_ms, time_ms)
-            m.funded_until_ms = max(time_ms - 1 if m.funded_until_ms is None else m.funded_until_ms, time_ms - 1)
+        elif symbol not in self.positions:  # (no max(): the simulator calls this for every decision)
+            if m.bar_until_ms is None or m.bar_until_ms < time_ms:
+                m.bar_until_ms = time_ms
+            if m.funded_until_ms is None or m.funded_until_ms < time_ms - 1:
+                m.funded_until_ms = time_ms - 1
 
     def held(self) -> dict[str, int | None]:
         """Symbols with an open position → the close of the last bar processed for them."""
@@ -156,7 +174,7 @@ class PaperBook:
         return m is not None and m.bar_until_ms is not None and close_ms <= m.bar_until_ms
 
     def on_bar(self, symbol: str, bar: Candle, close_ms: int, rate: Callable[[str, int], float | None] | None
-               ) -> list[VenueFill]:
+               ) -> list[BookTrade]:
         """Process one closed bar (ending at `close_ms`): funding due by its open, then stops,
         take-profits and liquidation on its range; its close becomes the last price. A bar
         already processed is ignored."""
@@ -169,7 +187,7 @@ class PaperBook:
         funded_until = m.funded_until_ms if m.funded_until_ms is not None else bar.open_ms
         for t in funding_times(funded_until, bar.open_ms, self.funding_interval_ms):
             self._apply_funding(symbol, t, bar.open, rate)
-        fills: list[VenueFill] = []
+        fills: list[BookTrade] = []
         for _ in range(MAX_TRIGGERS_PER_BAR):
             fill = self._trigger(symbol, bar)
             if fill is None:
@@ -199,19 +217,25 @@ class PaperBook:
         if self.on_funding is not None:
             self.on_funding(source)
 
-    def _trigger(self, symbol: str, bar: Candle) -> VenueFill | None:
+    def _trigger(self, symbol: str, bar: Candle) -> BookTrade | None:
         pos = self.positions.get(symbol)
         if pos is None:
             return None
         side = pos.side
-        conditional = [o for o in self.open_orders.get(symbol, {}).values()
-                       if o.state is OrderState.ACCEPTED and o.type in ("stop_market", "take_profit_market")]
-        conditional.sort(key=lambda o: o.exchange_order_id)
-        # the stop nearest the price triggers first (highest for a long); the nearest TP likewise
-        stop = max((o for o in conditional if o.type == "stop_market"),
-                   key=lambda o: float(o.stop_price or 0.0) * side.sign, default=None)
-        tp = min((o for o in conditional if o.type == "take_profit_market"),
-                 key=lambda o: float(o.stop_price or 0.0) * side.sign, default=None)
+        sign = side.sign
+        # the stop nearest the price triggers first (highest for a long), the nearest TP likewise;
+        # of equal ones the oldest (open orders are kept in the order they were placed)
+        stop: BookOrder | None = None
+        tp: BookOrder | None = None
+        for o in self.open_orders.get(symbol, {}).values():
+            if o.state is not OrderState.ACCEPTED:
+                continue
+            if o.type == "stop_market":
+                if stop is None or (o.stop_price or 0.0) * sign > (stop.stop_price or 0.0) * sign:
+                    stop = o
+            elif o.type == "take_profit_market" and (
+                    tp is None or (o.stop_price or 0.0) * sign < (tp.stop_price or 0.0) * sign):
+                tp = o
         ex = self.model.bar_exit(side, bar.open, bar.high, bar.low,
                                  stop_price=None if stop is None else stop.stop_price,
                                  take_profit=None if tp is None else tp.stop_price,
@@ -243,7 +267,7 @@ class PaperBook:
         self.open_orders.get(order.symbol, {}).pop(order.client_order_id, None)
         self._dirty_orders.add(order.client_order_id)
 
-    def create_order(self, req: OrderRequest, filters: SymbolFilters, now_ms: int | None) -> VenueOrder:
+    def create_order(self, req: OrderRequest, filters: SymbolFilters, now_ms: int | None) -> BookOrder:
         """Accept (and for a market order, fill) `req`; raises the venue's refusal otherwise."""
         if req.client_order_id in self.orders:
             raise OrderRejected(f"client order id {req.client_order_id} is duplicated", code="-4116")
@@ -256,15 +280,10 @@ class PaperBook:
             raise OrderRejected(f"quantity {req.quantity} below min {filters.min_qty}", code="-4003")
         pos = self.positions.get(req.symbol)
         if req.conditional:
-            if pos is None:
-                raise OrderRejected("reduce-only order rejected: no position", code="-2022")
-            sp = float(req.stop_price or 0)
-            gap = (price - sp) * pos.side.sign
-            if (gap <= 0) if req.type == "stop_market" else (gap >= 0):
-                raise WouldTrigger(f"order would immediately trigger ({req.type} {sp} vs mark {price})", code="-2021")
+            self._check_trigger(req.symbol, req.type, float(req.stop_price or 0))
             order = self._new_order(req, t)
             self._add_order(order)
-            return order.view()
+            return order
         if req.reduce_only and (pos is None or (req.order_side == "buy") == (pos.side is Side.LONG)):
             raise OrderRejected("reduce-only order rejected: it would not reduce the position", code="-2022")
         qty = min(req.quantity, pos.quantity) if req.reduce_only and pos is not None else req.quantity
@@ -278,7 +297,28 @@ class PaperBook:
         self._check_margin(order, qty, fill_price, fee)  # before anything changes
         self._add_order(order)
         self._fill(order, qty, fill_price, fee, t)
-        return order.view()
+        return order
+
+    def _check_trigger(self, symbol: str, kind: str, stop_price: float) -> None:
+        """A reduce-only STOP_MARKET / TAKE_PROFIT_MARKET needs a position and a trigger price
+        the mark has not passed yet."""
+        pos = self.positions.get(symbol)
+        if pos is None:
+            raise OrderRejected("reduce-only order rejected: no position", code="-2022")
+        price = self.symbols[symbol].last_price or 0.0
+        gap = (price - stop_price) * pos.side.sign
+        if (gap <= 0) if kind == "stop_market" else (gap >= 0):
+            raise WouldTrigger(f"order would immediately trigger ({kind} {stop_price} vs mark {price})", code="-2021")
+
+    def amend_trigger(self, order: BookOrder, stop_price: float, quantity: float, filters: SymbolFilters) -> None:
+        """Move an open STOP_MARKET / TAKE_PROFIT_MARKET to `stop_price` for `quantity`, checked as
+        a new order would be — in place, for a book without an order history (the backtest's);
+        the paper venue places a new order and cancels the old one."""
+        if quantity < filters.min_qty - EPS:
+            raise OrderRejected(f"quantity {quantity} below min {filters.min_qty}", code="-4003")
+        self._check_trigger(order.symbol, order.type, stop_price)
+        order.stop_price, order.quantity = stop_price, quantity
+        self._views.pop(order.symbol, None)
 
     def cancel_order(self, client_order_id: str) -> VenueOrder | None:
         order = self.orders.get(client_order_id)
@@ -306,7 +346,7 @@ class PaperBook:
             raise InsufficientMargin("Margin is insufficient.", code="-2019")
 
     def _fill(self, order: BookOrder, qty: float, price: float, fee: float, t: int,
-              reason: str | None = None) -> VenueFill:
+              reason: str | None = None) -> BookTrade:
         """Execute `qty` of `order` at `price`: position, margin, wallet, trade, order state."""
         symbol = order.symbol
         pos = self.positions.get(symbol)
@@ -357,7 +397,7 @@ class PaperBook:
             (order.average_price * order.filled_quantity + price * qty) / filled)
         order.filled_quantity = filled
         self._end_order(order, OrderState.FILLED, t)  # a reduce-only order capped at the position is complete
-        return self.fill_view(trade, order)
+        return trade
 
     def _set_wallet(self, value: float) -> None:
         self.wallet = value
@@ -399,6 +439,15 @@ class PaperBook:
         rows = sorted((f for f in self.funding.values() if (symbol is None or f.symbol == symbol)
                        and (since_ms is None or f.time_ms >= since_ms)), key=lambda f: (f.time_ms, f.symbol))
         return [FundingEntry(f.symbol, f.time_ms, f.amount, f.rate, f.mark_price, f.quantity) for f in rows]
+
+    def unrealized(self) -> float:
+        """Unrealised P&L of the open positions at the last prices (no views built)."""
+        total = 0.0
+        for sym, p in self.positions.items():
+            m = self.symbols.get(sym)
+            mark = m.last_price if m is not None and m.last_price is not None else p.entry_price
+            total += (mark - p.entry_price) * p.quantity * p.side.sign
+        return total
 
     def balance(self) -> Balance:
         positions = self.fetch_positions()

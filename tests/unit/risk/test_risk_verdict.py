@@ -295,12 +295,12 @@ def test_rounding_never_increases_risk(x: float, step: float, side: Side) -> Non
 def test_one_rounding_of_quantities_and_prices_for_sizing_every_venue_and_the_backtest() -> None:
     """Sizing floored quantities to 12 decimals, the order manager and the backtest's venue to
     the step's own decimals: two rules for one thing. Now one, in the domain."""
-    import quorum.backtest.simvenue as simvenue
+    import quorum.backtest.venue as backtest_venue
     import quorum.execution.orders as orders
     from quorum.domain.sizing import round_to_tick
 
-    assert orders.floor_to_step is floor_to_step and simvenue.floor_to_step is floor_to_step
-    assert orders.round_to_tick is round_to_tick and simvenue.round_to_tick is round_to_tick
+    assert orders.floor_to_step is floor_to_step and backtest_venue.floor_to_step is floor_to_step
+    assert orders.round_to_tick is round_to_tick and backtest_venue.round_to_tick is round_to_tick
     assert floor_to_step(0.3, 0.1) == 0.3 and floor_to_step(0.0069999, 0.001) == 0.006
     assert repr(floor_to_step(3 * 0.001, 0.001)) == "0.003"
     assert round_to_tick(3784.3289, 0.01) == 3784.33 and round_to_tick(0.123456789, 1e-5) == 0.12346
