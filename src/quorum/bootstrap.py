@@ -9,27 +9,38 @@ Every piece can be passed in (`clock=`, `market=`, `exchange=`, `consensus=`, `a
 `runtime=` ...) — that is how tests wire fakes (a fake Binance server behind a real
 `BinanceExchange`, a scripted analyst) through the same root. `quorum backtest` uses the fast
 path (`quorum.backtest`), which shares the engine's rules and the paper venue's fill model.
+
+It is also the one place the shared resources are opened: `open_record_pool` (the record's
+Postgres: DATABASE_URL or the embedded server), `open_cache` (Redis with its in-process
+fallback, or the in-process cache) and `build_consensus` (voters, cost, calibration and the
+decision store from settings) — for the service, the API process and the commands alike.
+
+Importing this module is cheap (no engine, model SDKs or exchange client): the commands that only
+need a pool or a cache import it too; `bootstrap()` imports the engine and the adapters it wires.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from quorum.cache import Cache, FallbackCache, make_cache
 from quorum.clock import Clock, SimulatedClock, service_clock
 from quorum.config import ConfigError, Settings, TradingMode
-from quorum.engine import Engine, NullVenueFeed, VenueFeed
-from quorum.engine_parts.equity import EquityRecorder
-from quorum.engine_parts.feeds import LivePaperFeed, ReplayPaperFeed
 from quorum.execution.exchange import Exchange
 from quorum.runtime import RuntimeState
 from quorum.store.controls import ControlStore
-from quorum.store.db import select_one
+from quorum.store.db import create_pool, resolve_database_url, select_one
+
+if TYPE_CHECKING:
+    from quorum.ai import Analyst, ConsensusEngine
+    from quorum.engine import Engine, VenueFeed
 
 
 @dataclass
@@ -53,6 +64,66 @@ class App:
             closer = getattr(part, "close", None)
             if closer is not None:
                 await closer()
+
+
+def configured_database_url(settings: Settings) -> str:
+    """DATABASE_URL, or the embedded server under VAR_DIR (started when it is not running)."""
+    return resolve_database_url(settings.database_url.get_secret_value() if settings.database_url else None,
+                                settings.var_dir)
+
+
+async def open_record_pool(settings: Settings, *, url: str | None = None, min_size: int = 1, max_size: int = 10,
+                           timeout: float = 10.0) -> asyncpg.Pool:
+    """A pool on the record's database (`configured_database_url`), or on `url` when the caller
+    already holds one (the service's or the demo's database, handed to the API process).
+    `DatabaseUnavailable` (one line naming the target) when the server does not answer."""
+    return await create_pool(configured_database_url(settings) if url is None else url,
+                             min_size=min_size, max_size=max_size, timeout=timeout)
+
+
+@asynccontextmanager
+async def record_pool(settings: Settings, *, max_size: int = 4) -> AsyncIterator[asyncpg.Pool]:
+    """`open_record_pool` for one command: a small pool, closed when the block ends."""
+    pool = await open_record_pool(settings, min_size=1, max_size=max_size)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def open_cache(settings: Settings, *, on_change: Callable[[FallbackCache], None] | None = None) -> Cache:
+    """REDIS_URL: Redis with the in-process cache as its fallback; unset: the in-process cache."""
+    return make_cache(settings.redis_url.get_secret_value() if settings.redis_url else None, on_change=on_change)
+
+
+async def build_consensus(settings: Settings, *, cache: Cache | None, pool: asyncpg.Pool | None,
+                          analysts: Sequence[Analyst] | None = None, now_ms: int | None = None) -> ConsensusEngine:
+    """The consensus from settings (`quorum.ai.build_consensus`: voters, cost seeded with the day's
+    recorded spend, calibration and the decision store when there is a pool) — the engine's
+    (`bootstrap`) and `quorum decide`'s (`consensus_session`)."""
+    from quorum.ai import build_consensus as build
+
+    return await build(settings, cache=cache, pool=pool, analysts=analysts, now_ms=now_ms)
+
+
+@asynccontextmanager
+async def consensus_session(settings: Settings, *, record: bool = False) -> AsyncIterator[ConsensusEngine]:
+    """A consensus outside the engine (`quorum decide`): its own cache and, with `record`, a small
+    pool on the record's database (decisions and calls are stored); all closed when the block ends."""
+    cache = open_cache(settings)
+    pool = None
+    try:
+        if record:
+            pool = await open_record_pool(settings, min_size=1, max_size=2)
+        consensus = await build_consensus(settings, cache=cache, pool=pool)
+        try:
+            yield consensus
+        finally:
+            await consensus.close()
+    finally:
+        await cache.close()
+        if pool is not None:
+            await pool.close()
 
 
 def replay_filters(market: Any, symbols: Sequence[str], start_ms: int) -> dict[str, Any]:
@@ -110,7 +181,9 @@ async def bootstrap(
     initial_balance: float | None = None,
 ) -> App:
     """Wire an `App` (engine + adapters) for `mode` (default: settings.trading_mode)."""
-    from quorum.ai import build_consensus
+    from quorum.engine import Engine, NullVenueFeed
+    from quorum.engine_parts.equity import EquityRecorder
+    from quorum.engine_parts.feeds import LivePaperFeed, ReplayPaperFeed
     from quorum.execution.killswitch import KillSwitch
     from quorum.execution.protection import Executor
     from quorum.execution.reconcile import Reconciler

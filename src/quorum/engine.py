@@ -28,7 +28,6 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -42,7 +41,8 @@ from quorum.engine_parts.cycle import DecisionCycle
 from quorum.engine_parts.equity import EquityRecorder
 from quorum.engine_parts.guard import StepGuard, is_exchange_error, short_reason
 from quorum.engine_parts.positions import PositionKeeper
-from quorum.engine_parts.status import publish_status
+from quorum.engine_parts.shared import EngineStats
+from quorum.engine_parts.status import StatusPublisher
 from quorum.execution.killswitch import KillReport
 from quorum.notify import events as ev
 from quorum.ports import (
@@ -83,20 +83,7 @@ class NullVenueFeed:
         return None
 
 
-@dataclass
-class EngineStats:
-    steps: int = 0
-    cycles: int = 0
-    cycles_skipped: int = 0
-    decisions: int = 0
-    entries: int = 0
-    closes: int = 0
-    errors: int = 0
-    catch_up_bars: int = 0
-    trades: list[dict[str, Any]] = field(default_factory=list)
-
-
-class Engine(PositionKeeper, DecisionCycle):
+class Engine(PositionKeeper, DecisionCycle, StatusPublisher):
     """Exits, funding and protection on every price-bar close; scan → consensus → risk →
     execution on decision-bar closes; reconciliation at start, hourly and after an outage.
     See the module docstring."""
@@ -382,7 +369,7 @@ class Engine(PositionKeeper, DecisionCycle):
     async def _publish(self, t: int) -> None:
         """Status for /status and /metrics: equity, positions, breakers, loop counters."""
         try:
-            await publish_status(self, t)
+            await self.publish_status(t)
         except Exception as exc:
             if await self.guard.database_down(exc):
                 raise

@@ -1,8 +1,9 @@
 """A paper/live record from Postgres (through `quorum.store.reports` and `quorum.store.equity`):
 closed trades, equity curve, drawdown, span, open critical alerts.
 
-Feeds `quorum.domain.gate.evaluate_gate` (`quorum readiness`, the live-start check) and
-`quorum report` (through `quorum.domain.statistics`, the backtest's own statistics code).
+Feeds `quorum.domain.gate.evaluate_gate` (`quorum readiness`, the live-start check:
+`authorize_live_start`) and `quorum report` (through `quorum.domain.statistics`, the backtest's
+own statistics code).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
+import structlog
 
 from quorum.config import Settings
 from quorum.domain.gate import GateRecord, GateReport, GateThresholds, evaluate_gate
@@ -18,6 +20,9 @@ from quorum.domain.statistics import max_drawdown_pct
 from quorum.store.equity import EquityRepository, drawdown_since
 from quorum.store.positions import dt_to_ms
 from quorum.store.reports import closed_trades, open_critical_alert_kinds, record_span
+from quorum.store.state import OverrideRepository
+
+log = structlog.get_logger(__name__)
 
 
 def thresholds_from(settings: Settings) -> GateThresholds:
@@ -88,3 +93,30 @@ def format_gate(report: GateReport) -> str:
 
 def gate_summary(report: GateReport) -> dict[str, Any]:
     return report.to_dict()
+
+
+class GateRefused(Exception):
+    """Live trading refused: the gate failed and no override was given."""
+
+
+async def authorize_live_start(pool: asyncpg.Pool, settings: Settings, *, override: bool,
+                               who: str | None, why: str | None) -> tuple[GateReport, dict[str, Any] | None]:
+    """Gate check for TRADING_MODE=live. Returns (report, override record or None); raises
+    `GateRefused` naming the failing criteria when the gate fails without a complete override."""
+    report = await check_gate(pool, settings, "paper")
+    if report.passed:
+        return report, None
+    if not override:
+        failing = ", ".join(c.name for c in report.failures)
+        raise GateRefused(
+            f"TRADING_MODE=live refuses to start: the go-live gate fails ({failing}).\n{format_gate(report)}\n"
+            "Keep paper trading, or start with --override-gate --who NAME --why TEXT (recorded).")
+    if not (who and who.strip()) or not (why and why.strip()):
+        raise GateRefused("--override-gate needs both --who NAME and --why TEXT (they are recorded)")
+    oid = await OverrideRepository(pool).record(who.strip(), why.strip(), report.to_dict())
+    row = await OverrideRepository(pool).brief(oid)
+    assert row is not None
+    record = {"id": row["id"], "who": row["who"], "why": row["why"], "at": row["at"].isoformat(),
+              "failing": [c.name for c in report.failures]}
+    log.warning("gate.override", who=record["who"], failing=record["failing"])
+    return report, record

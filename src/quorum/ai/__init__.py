@@ -1,9 +1,9 @@
 """AI consensus: voters (rules analyst + language models), parsing, retries, cache, cost,
 calibration and the consensus engine.
 
-Composition (what the engine calls)::
+Composition (what the engine calls; `quorum.bootstrap` wires it: `open_cache`, `build_consensus`)::
 
-    cache = make_cache(redis_url)
+    cache = open_cache(settings)
     consensus = await build_consensus(settings, cache=cache, pool=pool)   # pool may be None
     consensus.mode = "paper"                      # decisions.mode (default: TRADING_MODE)
     result = await consensus.decide(VoteContext(snapshot, account, positions))

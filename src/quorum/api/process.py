@@ -2,7 +2,8 @@
 
 The engine's loop (and, in one process, the GIL) can be busy for tens of milliseconds at a time;
 /health must still answer in a few milliseconds. So the service runs uvicorn in a child process
-with its own asyncpg pool and cache client, and mirrors the engine's `RuntimeState` there:
+with its own asyncpg pool and cache client (`quorum.api.child`), and mirrors the engine's
+`RuntimeState` there (`quorum.api.mirror`); this module is the engine side:
 
 - the engine side publishes a JSON snapshot of the runtime every `interval_s` over a socketpair
   (quorum.api.pipe: framed messages, read and written by each side's event loop);
@@ -28,61 +29,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import errno
-import itertools
 import multiprocessing
-import os
-import socket
-from multiprocessing.connection import Connection
 from typing import Any
 
 import structlog
 
-from quorum.api.metrics_view import PublishedMetrics, dump_registry
+from quorum.api.child import BIND_RETRY_S, child_main
+from quorum.api.child import ApiPortInUse as ApiPortInUse  # re-exported: what `ApiProcess.start` raises
+from quorum.api.child import ApiStartError as ApiStartError
+from quorum.api.metrics_view import dump_registry
+from quorum.api.mirror import apply_snapshot as apply_snapshot  # re-exported: the snapshot's two ends
+from quorum.api.mirror import snapshot
 from quorum.api.pipe import MessagePipe, PipeClosed
 from quorum.api.status import jsonable
 from quorum.config import Settings
-from quorum.runtime import RuntimeState, wall_ms
+from quorum.runtime import RuntimeState
 
 log = structlog.get_logger(__name__)
 
-BIND_RETRY_S = 20.0  # how long a busy API port is retried before start-up gives up
-BIND_POLL_S = 0.25
 MAX_BACKLOG = 4 * 2**20  # snapshot bytes the child may fall behind by before snapshots are skipped
-
-
-class ApiStartError(Exception):
-    """The API server could not start; the message is one line, safe to print."""
-
-
-class ApiPortInUse(ApiStartError):
-    """API_HOST:API_PORT stayed in use for `BIND_RETRY_S` seconds."""
-
-
-FIELDS = ("mode", "started_ms", "paused", "kill_requested", "last_scan_ms", "scan_interval_s",
-          "last_market_data_ms", "exchange_ok", "exchange_error", "providers", "provider_last_success",
-          "provider_last_error", "breakers", "paused_symbols", "positions", "equity", "wallet_balance",
-          "unrealized_pnl", "drawdown_pct", "day_pnl", "sim_time_ms",
-          "live_override", "symbols", "database_ok", "database_error", "engine", "funding",
-          "cache_degraded")
-
-
-def snapshot(runtime: RuntimeState) -> dict[str, Any]:
-    body = {name: getattr(runtime, name) for name in FIELDS}
-    body["last_decisions"] = list(runtime.last_decisions)
-    body["has_engine"] = runtime.on_kill is not None
-    body["heartbeat_ms"] = wall_ms()
-    return jsonable(body)  # type: ignore[no-any-return]
-
-
-def apply_snapshot(mirror: RuntimeState, body: dict[str, Any]) -> None:
-    for name in FIELDS:
-        if name in body:
-            setattr(mirror, name, body[name])
-    mirror.last_decisions.clear()
-    mirror.last_decisions.extend(body.get("last_decisions") or [])
-    mirror.heartbeat_ms = body.get("heartbeat_ms")
-    mirror.has_engine = bool(body.get("has_engine"))
 
 
 class ApiProcess:
@@ -233,171 +198,3 @@ async def _reap(proc: Any, timeout: float = 10.0) -> int | None:
         await asyncio.to_thread(proc.join, 5)
     code: int | None = proc.exitcode
     return code
-
-
-# --- child process ---------------------------------------------------------------------------
-def child_main(conn: Connection, settings: Settings, database_url: str, host: str, port: int,
-               bind_retry_s: float = BIND_RETRY_S) -> None:
-    import signal
-
-    from quorum.logging import configure_logging
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine process owns Ctrl-C; we follow its pipe
-    configure_logging(settings)
-    try:
-        try:  # uvloop when installed: lower per-request overhead in this latency-critical process
-            import uvloop
-
-            uvloop.run(_child(conn, settings, database_url, host, port, bind_retry_s))
-        except ImportError:
-            asyncio.run(_child(conn, settings, database_url, host, port, bind_retry_s))
-    except Exception as exc:  # the engine side sees the pipe close and starts another
-        log.error("api.child_failed", error=type(exc).__name__, exc_info=True)
-
-
-async def _child(conn: Connection, settings: Settings, database_url: str, host: str, port: int,
-                 bind_retry_s: float) -> None:
-    pipe = await MessagePipe.open(conn)
-    try:
-        await _serve(pipe, settings, database_url, host, port, bind_retry_s)
-    except ApiStartError as exc:
-        kind = "port_in_use" if isinstance(exc, ApiPortInUse) else "bind"
-        pipe.send({"type": "ready", "error": str(exc), "kind": kind})
-        await pipe.drain()
-    except Exception as exc:
-        log.error("api.child_failed", error=type(exc).__name__, exc_info=True)
-        pipe.send({"type": "ready", "error": type(exc).__name__})
-        await pipe.drain()
-    finally:
-        pipe.close()
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """A bound (not yet listening) TCP socket, as uvicorn would make it."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-async def bind_with_retry(host: str, port: int, stopping: asyncio.Event,
-                          retry_s: float = BIND_RETRY_S) -> socket.socket | None:
-    """Bind host:port, retrying a busy port for `retry_s` seconds (one log line). None when
-    `stopping` is set meanwhile. Raises `ApiPortInUse`, or `ApiStartError` for any other bind
-    error (an address not on this machine, a privileged port)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + retry_s
-    waiting = False
-    while True:
-        try:
-            sock = _bind(host, port)
-        except OSError as exc:
-            if exc.errno != errno.EADDRINUSE:
-                reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
-                raise ApiStartError(f"API cannot listen on {host}:{port}: {reason}; check API_HOST and API_PORT") \
-                    from None
-            if loop.time() >= deadline:
-                raise ApiPortInUse(f"API port {host}:{port} is in use: stop the other process or set API_PORT") \
-                    from None
-            if not waiting:
-                log.warning("api.port_in_use", host=host, port=port, retry_for_s=retry_s,
-                            hint="another process holds the port; retrying")
-                waiting = True
-        else:
-            if waiting:
-                log.info("api.port_free", host=host, port=port)
-            return sock
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), BIND_POLL_S)
-        if stopping.is_set():
-            return None
-
-
-async def _serve(pipe: MessagePipe, settings: Settings, database_url: str, host: str, port: int,
-                 bind_retry_s: float) -> None:
-    from quorum.api.app import create_app
-    from quorum.api.server import bound_port, make_server
-    from quorum.cache import make_cache
-    from quorum.store.db import create_pool
-
-    loop = asyncio.get_running_loop()
-    mirror = RuntimeState()
-    published = PublishedMetrics()
-    pending: dict[int, asyncio.Future[Any]] = {}
-    ids = itertools.count(1)
-
-    async def forward(action: str) -> Any:
-        rid = next(ids)
-        fut: asyncio.Future[Any] = loop.create_future()
-        pending[rid] = fut
-        if not pipe.send({"type": "control", "id": rid, "action": action}):
-            pending.pop(rid, None)
-            raise RuntimeError("the engine process is gone")
-        try:
-            return await asyncio.wait_for(fut, 60.0)
-        finally:
-            pending.pop(rid, None)
-
-    mirror.on_pause = lambda: forward("pause")
-    mirror.on_resume = lambda: forward("resume")
-    stopping = asyncio.Event()
-
-    def apply(msg: dict[str, Any]) -> None:
-        if msg["type"] == "snapshot":
-            apply_snapshot(mirror, msg["body"])
-            if "metrics" in msg:
-                published.update(msg["metrics"])
-            mirror.on_kill = (lambda: forward("kill")) if mirror.has_engine else None
-        elif msg["type"] == "reply" and msg["id"] in pending and not pending[msg["id"]].done():
-            if "error" in msg:
-                pending[msg["id"]].set_exception(RuntimeError(msg["error"]))
-            else:
-                pending[msg["id"]].set_result(msg.get("result"))
-
-    async def follow_engine() -> None:
-        try:
-            while True:
-                apply(await pipe.recv())
-        except PipeClosed as exc:
-            log.info("api.engine_pipe_closed", reason=str(exc))
-        finally:
-            stopping.set()
-
-    follower = asyncio.create_task(follow_engine())
-    try:
-        sock = await bind_with_retry(host, port, stopping, bind_retry_s)
-        if sock is None:
-            return  # the engine side went away while we waited for the port
-        # min_size=0: no connection at start, so the API comes up (and answers 503 `database`)
-        # while Postgres is down, and reconnects on the next probe once it is back
-        pool = await create_pool(database_url, min_size=0, max_size=4, timeout=5.0)
-        cache = make_cache(settings.redis_url.get_secret_value() if settings.redis_url else None)
-        try:
-            app = create_app(settings, mirror, pool, cache, process_metrics=published.collect)
-            server = make_server(app, host, port)
-            task = asyncio.create_task(server.serve(sockets=[sock]))
-            while not server.started:
-                if task.done():
-                    await task
-                    raise RuntimeError("server stopped before it started")
-                await asyncio.sleep(0.01)
-            pipe.send({"type": "ready", "port": bound_port(server)})
-            await stopping.wait()
-            server.should_exit = True
-            await task
-        finally:
-            sock.close()
-            await cache.close()
-            try:
-                await asyncio.wait_for(pool.close(), 5.0)
-            except TimeoutError:
-                pool.terminate()
-    finally:
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
-

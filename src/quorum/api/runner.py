@@ -27,20 +27,20 @@ from quorum.api.process import ApiProcess
 from quorum.api.restart import start_through_outages
 from quorum.api.status import build_status
 from quorum.api.stopping import StopRequest, stop_on_signals
-from quorum.cache import Cache, FallbackCache, make_cache
+from quorum.bootstrap import bootstrap, configured_database_url, open_cache, open_record_pool
+from quorum.cache import Cache, FallbackCache
 from quorum.config import Settings, TradingMode, timeframe_seconds
+from quorum.gate_check import authorize_live_start
 from quorum.notify.telegram import TelegramNotifier
 from quorum.runtime import RuntimeState
 from quorum.store.db import (
     REFUSALS,
     DatabaseUnavailable,
     connect,
-    create_pool,
     database_target,
     recreate_database,
     redact_url,
     refusal_error,
-    resolve_database_url,
     wait_for_database,
 )
 from quorum.store.migrate import apply_migrations
@@ -78,11 +78,12 @@ _LOST_WHILE_OPENING: tuple[type[Exception], ...] = (
     asyncpg.exceptions.OperatorInterventionError, asyncpg.InterfaceError)
 
 
-async def open_database(url: str, stop: asyncio.Event | None, *,
+async def open_database(settings: Settings, url: str, stop: asyncio.Event | None, *,
                         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> asyncpg.Pool | None:
     """Wait until the server answers (`wait_for_database`: capped backoff, one line per try),
-    apply the migrations and open the engine's pool; from the wait again if the server drops in
-    between. None when `stop` is set first; `ConfigError` when the server refuses us."""
+    apply the migrations and open the engine's pool on `url` (the configured database, or the
+    demo's); from the wait again if the server drops in between. None when `stop` is set first;
+    `ConfigError` when the server refuses us."""
     while True:
         if not await wait_for_database(url, stop=stop, sleep=sleep):
             return None
@@ -90,7 +91,7 @@ async def open_database(url: str, stop: asyncio.Event | None, *,
             applied = await migrate(url)
             if applied:
                 log.info("database.migrated", applied=applied)
-            return await create_pool(url, min_size=2, max_size=10)
+            return await open_record_pool(settings, url=url, min_size=2, max_size=10)
         except REFUSALS as exc:  # e.g. a role that may connect but not create the tables
             raise refusal_error(url, exc) from None
         except _LOST_WHILE_OPENING as exc:
@@ -130,11 +131,10 @@ async def service_surface(settings: Settings, runtime: RuntimeState, *, stop: as
                              port=settings.api_port if port is None else port)
             port = await api.start()
             log.info("api.listening", host=settings.api_host, port=port)
-        pool = await open_database(url, stop)
+        pool = await open_database(settings, url, stop)
         if pool is None:
             raise StartupStopped("stopped while waiting for the database")
-        cache = make_cache(settings.redis_url.get_secret_value() if settings.redis_url else None,
-                           on_change=_mirror_cache(runtime))
+        cache = open_cache(settings, on_change=_mirror_cache(runtime))
         surface = Surface(settings, runtime, pool, cache, port=port if serve else None)
         db_pool = pool
         surface.notifier = TelegramNotifier.from_settings(settings, runtime, lambda: build_status(runtime, db_pool),
@@ -166,17 +166,9 @@ async def _close_pool(pool: asyncpg.Pool, timeout_s: float = 10.0) -> None:
         pool.terminate()
 
 
-def configured_database_url(settings: Settings) -> str:
-    """DATABASE_URL, or the embedded server under VAR_DIR."""
-    return resolve_database_url(settings.database_url.get_secret_value() if settings.database_url else None,
-                                settings.var_dir)
-
-
 async def build_app(settings: Settings, surface: Surface, **overrides: Any) -> Any:
     """Engine + adapters from the composition root (`quorum.bootstrap`), wired to our
     runtime, pool and cache."""
-    from quorum.bootstrap import bootstrap  # area E
-
     return await bootstrap(settings, pool=surface.pool, runtime=surface.runtime, cache=surface.cache, **overrides)
 
 
@@ -190,8 +182,6 @@ async def run_service(settings: Settings, *, override_gate: bool = False, who: s
 
 async def _serve_until_stopped(settings: Settings, stop: StopRequest, *, override_gate: bool, who: str | None,
                                why: str | None) -> int:
-    from quorum.commands.service import authorize_live_start
-
     runtime = RuntimeState(mode=settings.trading_mode.value, scan_interval_s=float(settings.scan_interval_seconds),
                            symbols=list(settings.symbols))
     # one surface: /health answers from the first moment (503 `database` while Postgres is awaited)

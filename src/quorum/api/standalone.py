@@ -11,11 +11,11 @@ import structlog
 from quorum.api.app import create_app
 from quorum.api.bind import guard_bind
 from quorum.api.server import make_server
-from quorum.cache import make_cache
+from quorum.bootstrap import open_cache, open_record_pool
 from quorum.config import ConfigError, load_settings
 from quorum.logging import configure_logging
 from quorum.runtime import RuntimeState
-from quorum.store.db import DatabaseUnavailable, create_pool, resolve_database_url, stop_embedded_postgres
+from quorum.store.db import DatabaseUnavailable, stop_embedded_postgres
 
 log = structlog.get_logger(__name__)
 
@@ -24,10 +24,8 @@ async def serve() -> None:
     settings = load_settings()
     configure_logging(settings)
     guard_bind(settings)
-    url = resolve_database_url(settings.database_url.get_secret_value() if settings.database_url else None,
-                               settings.var_dir)
-    pool = await create_pool(url, min_size=1, max_size=4)
-    cache = make_cache(settings.redis_url.get_secret_value() if settings.redis_url else None)
+    pool = await open_record_pool(settings, min_size=1, max_size=4)
+    cache = open_cache(settings)
     runtime = RuntimeState(mode=settings.trading_mode.value, scan_interval_s=float(settings.scan_interval_seconds))
     server = make_server(create_app(settings, runtime, pool, cache), settings.api_host, settings.api_port)
     loop = asyncio.get_running_loop()

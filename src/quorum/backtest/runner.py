@@ -158,19 +158,15 @@ async def analyst_proposals(market: MarketInput, settings: Settings, inputs: lis
                             progress: Callable[[int], None] | None = None
                             ) -> tuple[ProposalTable, dict[str, Any]]:
     """Proposals of the `replay` (recorded votes) or `models` (live calls) analyst."""
-    from quorum.store.db import create_pool, resolve_database_url
+    from quorum.bootstrap import build_consensus, open_record_pool
 
     req = market.request
-    url = resolve_database_url(settings.database_url.get_secret_value() if settings.database_url else None,
-                               settings.var_dir)
-    pool = await create_pool(url)
+    pool = await open_record_pool(settings)
     try:
         if req.analyst == "replay":
             table, counts = await replay_table(inputs, pool, LoopConfig.from_settings(settings).consensus, progress)
             return table, {"kind": "replay", **counts}
-        from quorum.ai import build_consensus
-
-        consensus = await build_consensus(settings, pool=pool)
+        consensus = await build_consensus(settings, cache=None, pool=pool)
         voters = [a.name for a in consensus.analysts]
         table = await model_table(inputs, consensus, float(req.initial_equity or settings.initial_capital), progress)
         return table, {"kind": "models", "voters": voters,

@@ -22,7 +22,7 @@ from typing import Any
 import typer
 
 from quorum.api.status import jsonable
-from quorum.commands.report import record_pool
+from quorum.bootstrap import record_pool
 from quorum.config import Settings, load_settings
 from quorum.domain import controls as c
 from quorum.domain.controls import ControlError

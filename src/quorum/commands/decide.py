@@ -84,33 +84,19 @@ async def _live_snapshot(settings: Settings, symbol: str) -> Any:
 async def run_decide(settings: Settings, symbol: str, at: int | None, data_dir: Path | None,
                      record: bool) -> dict[str, Any]:
     """Build the snapshot, ask every voter, merge; returns a JSON-ready report."""
-    from quorum.ai import build_consensus
     from quorum.ai.analysts import vote_to_dict
     from quorum.ai.context import AccountView, VoteContext
-    from quorum.cache import make_cache
+    from quorum.bootstrap import consensus_session
 
     if data_dir is not None or at is not None:
         snap = await _replay_snapshot(settings, symbol, at, data_dir or settings.data_dir)
     else:
         snap = await _live_snapshot(settings, symbol)
-    cache = make_cache(settings.redis_url.get_secret_value() if settings.redis_url else None)
-    pool = None
-    try:
-        if record:
-            from quorum.store.db import create_pool, resolve_database_url
-
-            url = resolve_database_url(settings.database_url.get_secret_value() if settings.database_url else None,
-                                       settings.var_dir)
-            pool = await create_pool(url, min_size=1, max_size=2)
-        engine = await build_consensus(settings, cache=cache, pool=pool)
+    # the consensus the engine gets (the composition root builds both), with its own cache and pool
+    async with consensus_session(settings, record=record) as engine:
         cap = settings.initial_capital
         ctx = VoteContext(snap, AccountView(cap, cap, 0.0, 0), ())
         result = await engine.decide(ctx, persist=record)
-        await engine.close()
-    finally:
-        await cache.close()
-        if pool is not None:
-            await pool.close()
     p = result.proposal
     return {
         "snapshot": {

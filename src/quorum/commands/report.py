@@ -13,35 +13,22 @@ import asyncio
 import json
 import math
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import typer
 
+from quorum.bootstrap import record_pool
 from quorum.commands.report_files import OutputPathError, check_output_path, write_record_csv, write_record_html
 from quorum.config import Settings, load_settings
 from quorum.domain.models import ClosedTrade
 from quorum.domain.statistics import breakdown, compute_stats
 from quorum.gate_check import equity_curve, load_equity, record_drawdown
 from quorum.logging import configure_logging
-from quorum.store.db import DatabaseUnavailable, create_pool, resolve_database_url
+from quorum.store.db import DatabaseUnavailable
 from quorum.store.reports import closed_trades
 from quorum.store.reports import win_rate_rows as win_rate_rows  # `SELECT * FROM win_rate` (re-exported)
-
-
-@asynccontextmanager
-async def record_pool(settings: Settings, *, max_size: int = 4) -> AsyncIterator[asyncpg.Pool]:
-    """A pool on DATABASE_URL (or the embedded server under VAR_DIR)."""
-    url = resolve_database_url(settings.database_url.get_secret_value() if settings.database_url else None,
-                               settings.var_dir)
-    pool = await create_pool(url, min_size=1, max_size=max_size)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def build_report(pool: asyncpg.Pool, settings: Settings, mode: str,

@@ -17,48 +17,18 @@ import json
 import sys
 from typing import Any
 
-import asyncpg
 import httpx
-import structlog
 import typer
 
-from quorum.commands.report import record_pool
+from quorum.bootstrap import record_pool
 from quorum.config import ConfigError, Settings, TradingMode, load_settings
 from quorum.domain.gate import GateReport
+from quorum.gate_check import GateRefused as GateRefused  # raised by `quorum run` (re-exported)
+from quorum.gate_check import authorize_live_start as authorize_live_start  # the live-start check (re-exported)
 from quorum.gate_check import check_gate, format_gate
 from quorum.logging import configure_logging
 from quorum.operator import record_done
 from quorum.store.db import DatabaseUnavailable
-from quorum.store.state import OverrideRepository
-
-log = structlog.get_logger(__name__)
-
-
-class GateRefused(Exception):
-    """Live trading refused: the gate failed and no override was given."""
-
-
-async def authorize_live_start(pool: asyncpg.Pool, settings: Settings, *, override: bool,
-                               who: str | None, why: str | None) -> tuple[GateReport, dict[str, Any] | None]:
-    """Gate check for TRADING_MODE=live. Returns (report, override record or None); raises
-    `GateRefused` naming the failing criteria when the gate fails without a complete override."""
-    report = await check_gate(pool, settings, "paper")
-    if report.passed:
-        return report, None
-    if not override:
-        failing = ", ".join(c.name for c in report.failures)
-        raise GateRefused(
-            f"TRADING_MODE=live refuses to start: the go-live gate fails ({failing}).\n{format_gate(report)}\n"
-            "Keep paper trading, or start with --override-gate --who NAME --why TEXT (recorded).")
-    if not (who and who.strip()) or not (why and why.strip()):
-        raise GateRefused("--override-gate needs both --who NAME and --why TEXT (they are recorded)")
-    oid = await OverrideRepository(pool).record(who.strip(), why.strip(), report.to_dict())
-    row = await OverrideRepository(pool).brief(oid)
-    assert row is not None
-    record = {"id": row["id"], "who": row["who"], "why": row["why"], "at": row["at"].isoformat(),
-              "failing": [c.name for c in report.failures]}
-    log.warning("gate.override", who=record["who"], failing=record["failing"])
-    return report, record
 
 
 async def readiness(settings: Settings, mode: str = "paper") -> GateReport:

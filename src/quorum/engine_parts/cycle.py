@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from quorum.clock import Clock
     from quorum.config import Settings
     from quorum.domain.models import Proposal, Snapshot, SymbolFilters
-    from quorum.engine import EngineStats
     from quorum.engine_parts.equity import EquityRecorder
     from quorum.engine_parts.guard import StepGuard
+    from quorum.engine_parts.shared import EngineStats
     from quorum.execution.exchange import Balance
     from quorum.ports import Consensus, MarketData, RiskGate, TradeExecutor, Venue
     from quorum.runtime import RuntimeState

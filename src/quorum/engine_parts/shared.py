@@ -20,7 +20,7 @@ trade when it is recorded.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from quorum.config import Settings, timeframe_seconds
@@ -130,3 +130,18 @@ def finite_or_none(x: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if v == v and abs(v) != float("inf") else None
+
+
+@dataclass
+class EngineStats:
+    """What the engine counted (`Engine.stats`, returned by `Engine.run`)."""
+
+    steps: int = 0
+    cycles: int = 0
+    cycles_skipped: int = 0
+    decisions: int = 0
+    entries: int = 0
+    closes: int = 0
+    errors: int = 0
+    catch_up_bars: int = 0
+    trades: list[dict[str, Any]] = field(default_factory=list)

@@ -13,7 +13,8 @@
   are retried after Retry-After and on transient failures (5xx, timeouts, resets,
   -1001/-1006/-1007) with capped backoff; when that runs out, `ExchangeUnavailable` names the
   host, the call and the reason. Errors are classified by ccxt exception class and Binance code
-  (see `classify`). Every answer updates the EXCHANGE_WEIGHT gauge (X-MBX-USED-WEIGHT-1M).
+  (see `classify`; what replies and errors mean: `quorum.execution.binance_replies`). Every
+  answer updates the EXCHANGE_WEIGHT gauge (X-MBX-USED-WEIGHT-1M).
 - `demo=True` (BINANCE_DEMO) calls ccxt's `enable_demo_trading(True)`; `base_url`
   (BINANCE_FAPI_URL) then points every fapi endpoint at another host (a fake, a proxy): an
   explicitly set URL wins over the demo hosts. `from_settings` is how `quorum run` builds it.
@@ -22,7 +23,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -31,23 +31,34 @@ import ccxt
 import ccxt.async_support as ccxt_async
 import structlog
 
-from quorum.domain.models import Bracket, OrderState, Side, SymbolFilters
+from quorum.domain.models import Bracket, OrderState, SymbolFilters
+from quorum.execution.binance_replies import (
+    ORDER_STATES,
+    ORDER_TYPES,
+    ClockSkew,
+    NotFound,
+    classify_error,
+    need,
+    number,
+    parse_balance,
+    parse_brackets,
+    parse_filters,
+    parse_funding,
+    parse_positions,
+)
 from quorum.execution.exchange import (
     Balance,
     ExchangeError,
     ExchangeUnavailable,
     FundingEntry,
-    InsufficientMargin,
     MalformedReply,
     OrderRejected,
     OrderRequest,
-    OutcomeUnknown,
     RateLimited,
     UnknownSymbol,
     VenueFill,
     VenueOrder,
     VenuePosition,
-    WouldTrigger,
 )
 from quorum.market.binance_rest import (
     PRODUCTION_FAPI_URL,
@@ -67,54 +78,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-_STATUS = {
-    "NEW": OrderState.ACCEPTED, "PARTIALLY_FILLED": OrderState.PARTIALLY_FILLED, "FILLED": OrderState.FILLED,
-    "CANCELED": OrderState.CANCELLED, "CANCELLED": OrderState.CANCELLED, "EXPIRED": OrderState.EXPIRED,
-    "EXPIRED_IN_MATCH": OrderState.EXPIRED, "REJECTED": OrderState.REJECTED, "TRIGGERING": OrderState.ACCEPTED,
-    "TRIGGERED": OrderState.FILLED, "FINISHED": OrderState.FILLED,
-}
-_TYPES = {"MARKET": "market", "STOP_MARKET": "stop_market", "TAKE_PROFIT_MARKET": "take_profit_market",
-          "LIMIT": "limit", "STOP": "stop", "TAKE_PROFIT": "take_profit"}
-
-
 class TradingClient(RequestNoting, ccxt_async.binanceusdm):  # type: ignore[misc]
     """ccxt binanceusdm whose requests can be described after a failure (see binance_rest)."""
-
-
-class _ClockSkew(ExchangeError):
-    error_class = "clock_skew"
-
-
-class _NotFound(ExchangeError):
-    error_class = "not_found"
-
-
-def _code_of(exc: BaseException, body: str | None) -> str | None:
-    for text in (str(exc), body or ""):
-        m = re.search(r'"code"\s*:\s*"?(-?\d+)', text)
-        if m:
-            return m.group(1)
-    return None
-
-
-def _need(d: Any, *keys: str, what: str) -> None:
-    if not isinstance(d, dict):
-        raise MalformedReply(f"{what}: expected an object, got {type(d).__name__}")
-    missing = [k for k in keys if d.get(k) in (None, "")]
-    if missing:
-        raise MalformedReply(f"{what}: reply is missing {', '.join(missing)}")
-
-
-def _f(d: dict[str, Any], key: str, default: float | None = None) -> float:
-    v = d.get(key)
-    if v in (None, ""):
-        if default is None:
-            raise MalformedReply(f"reply is missing {key}")
-        return default
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        raise MalformedReply(f"{key}={v!r} is not a number") from None
 
 
 class BinanceExchange:
@@ -172,39 +137,13 @@ class BinanceExchange:
                     pass
 
     def classify(self, exc: BaseException) -> ExchangeError:
-        """Map a ccxt exception (class first, Binance code second) to our error classes."""
-        network = isinstance(exc, ccxt.NetworkError) and not isinstance(exc, ccxt.DDoSProtection)
-        body = None if network else self.client.last_http_response
-        code = _code_of(exc, body)
-        msg = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
-            headers = {k.lower(): v for k, v in (self.client.last_response_headers or {}).items()}
-            try:
-                retry = float(headers.get("retry-after", self.default_retry_after_s))
-            except ValueError:
-                retry = self.default_retry_after_s
-            self._blocked_until = max(self._blocked_until, self._now() + retry)
-            return RateLimited(msg, retry_after_s=retry, code=code)
-        if code == "-1021" or isinstance(exc, ccxt.InvalidNonce):
-            return _ClockSkew(msg, code=code)
-        if code in ("-1006", "-1007"):
-            return OutcomeUnknown(msg, code=code)
-        if network:
-            return OutcomeUnknown(msg, code=code)
-        if code == "-2021" or isinstance(exc, ccxt.OrderImmediatelyFillable):
-            return WouldTrigger(msg, code=code)
-        if code == "-2019" or isinstance(exc, ccxt.InsufficientFunds):
-            return InsufficientMargin(msg, code=code)
-        if code == "-1121" or isinstance(exc, ccxt.BadSymbol):
-            return UnknownSymbol(msg, code=code)
-        if code == "-2013" or isinstance(exc, ccxt.OrderNotFound):
-            return _NotFound(msg, code=code)
-        if isinstance(exc, ccxt.BadResponse):
-            return MalformedReply(msg, code=code)
-        if isinstance(exc, ccxt.InvalidOrder | ccxt.BadRequest | ccxt.OperationRejected | ccxt.AuthenticationError
-                      | ccxt.PermissionDenied | ccxt.AccountSuspended) or code is not None:
-            return OrderRejected(msg, code=code)
-        return OutcomeUnknown(msg, code=code)
+        """Map a ccxt exception (class first, Binance code second) to our error classes
+        (`binance_replies.classify_error`); a 429/418 holds every request for its Retry-After."""
+        err = classify_error(exc, body=self.client.last_http_response, headers=self.client.last_response_headers,
+                             default_retry_after_s=self.default_retry_after_s)
+        if isinstance(err, RateLimited):
+            self._blocked_until = max(self._blocked_until, self._now() + err.retry_after_s)
+        return err
 
     async def _call(self, method: str, *args: Any) -> Any:
         """One request (serialised, after any Retry-After); -1021 → resync clock, retry once."""
@@ -221,7 +160,7 @@ class BinanceExchange:
                 except ccxt.BaseError as exc:
                     self._note_weight()
                     err = self.classify(exc)
-                    if isinstance(err, _ClockSkew) and attempt == 0:
+                    if isinstance(err, ClockSkew) and attempt == 0:
                         log.warning("binance.clock_resync", error=str(exc))
                         try:
                             await self.client.load_time_difference()
@@ -278,8 +217,8 @@ class BinanceExchange:
     # --- parsing ------------------------------------------------------------------------------
     async def _parse_order(self, symbol: str, info: Any) -> VenueOrder:
         if isinstance(info, dict) and "algoId" in info:
-            _need(info, "algoId", "clientAlgoId", "algoStatus", "symbol", "side", "quantity", what="algo order")
-            state = _STATUS.get(str(info["algoStatus"]).upper())
+            need(info, "algoId", "clientAlgoId", "algoStatus", "symbol", "side", "quantity", what="algo order")
+            state = ORDER_STATES.get(str(info["algoStatus"]).upper())
             if state is None:
                 raise MalformedReply(f"algo order: unknown status {info['algoStatus']!r}")
             filled, avg = 0.0, None
@@ -288,28 +227,28 @@ class BinanceExchange:
                 if actual:
                     self._order_cids[str(actual)] = info["clientAlgoId"]
                 if info.get("executedQty") not in (None, ""):
-                    filled, avg = _f(info, "executedQty"), _f(info, "avgPrice", 0.0) or None
+                    filled, avg = number(info, "executedQty"), number(info, "avgPrice", 0.0) or None
                 elif actual:
                     raw = await self._read("fapiPrivateGetOrder", {"symbol": symbol, "orderId": actual})
-                    filled, avg = _f(raw, "executedQty"), _f(raw, "avgPrice", 0.0) or None
+                    filled, avg = number(raw, "executedQty"), number(raw, "avgPrice", 0.0) or None
                 else:
-                    filled = _f(info, "quantity")
+                    filled = number(info, "quantity")
                 if filled <= 0:
                     state = OrderState.EXPIRED  # FINISHED without execution
-            return VenueOrder(info["clientAlgoId"], str(info["algoId"]), info["symbol"], info["side"].lower(),
-                              _TYPES.get(str(info.get("orderType", "")).upper(), str(info.get("orderType")).lower()),
-                              _f(info, "quantity"), state, filled, avg, _f(info, "triggerPrice", 0.0) or None,
+            kind = ORDER_TYPES.get(str(info.get("orderType", "")).upper(), str(info.get("orderType")).lower())
+            return VenueOrder(info["clientAlgoId"], str(info["algoId"]), info["symbol"], info["side"].lower(), kind,
+                              number(info, "quantity"), state, filled, avg, number(info, "triggerPrice", 0.0) or None,
                               bool(info.get("reduceOnly")), int(info.get("updateTime") or info.get("createTime") or 0))
-        _need(info, "orderId", "clientOrderId", "status", "symbol", "side", "origQty", what="order")
-        state = _STATUS.get(str(info["status"]).upper())
+        need(info, "orderId", "clientOrderId", "status", "symbol", "side", "origQty", what="order")
+        state = ORDER_STATES.get(str(info["status"]).upper())
         if state is None:
             raise MalformedReply(f"order: unknown status {info['status']!r}")
         self._order_cids[str(info["orderId"])] = info["clientOrderId"]
-        avg = _f(info, "avgPrice", 0.0)
+        avg = number(info, "avgPrice", 0.0)
         return VenueOrder(info["clientOrderId"], str(info["orderId"]), info["symbol"], info["side"].lower(),
-                          _TYPES.get(str(info.get("origType") or info.get("type", "")).upper(), "market"),
-                          _f(info, "origQty"), state, _f(info, "executedQty", 0.0), avg or None,
-                          _f(info, "stopPrice", 0.0) or None, bool(info.get("reduceOnly")),
+                          ORDER_TYPES.get(str(info.get("origType") or info.get("type", "")).upper(), "market"),
+                          number(info, "origQty"), state, number(info, "executedQty", 0.0), avg or None,
+                          number(info, "stopPrice", 0.0) or None, bool(info.get("reduceOnly")),
                           int(info.get("updateTime") or info.get("time") or 0))
 
     # --- orders -------------------------------------------------------------------------------
@@ -333,13 +272,13 @@ class BinanceExchange:
         try:
             order = await self._read("fetch_order", None, m["symbol"],
                                      {"clientOrderId": client_order_id, "trigger": conditional})
-        except _NotFound:
+        except NotFound:
             if not conditional:
                 return None
             # not in the algo book: the id may belong to a regular order
             try:
                 order = await self._read("fetch_order", None, m["symbol"], {"clientOrderId": client_order_id})
-            except _NotFound:
+            except NotFound:
                 return None
         return await self._parse_order(symbol, order.get("info"))
 
@@ -348,7 +287,7 @@ class BinanceExchange:
         try:
             reply = await self._call("cancel_order", None, m["symbol"],
                                      {"clientOrderId": client_order_id, "trigger": conditional})
-        except _NotFound:  # "Unknown order sent.": gone or already final (e.g. filled meanwhile)
+        except NotFound:  # "Unknown order sent.": gone or already final (e.g. filled meanwhile)
             return await self.fetch_order(symbol, client_order_id, conditional=conditional)
         except OrderRejected as exc:
             if exc.code != "-2011":  # -2011 = already final (e.g. filled while we cancelled)
@@ -371,31 +310,10 @@ class BinanceExchange:
 
     # --- account ------------------------------------------------------------------------------
     async def fetch_positions(self) -> list[VenuePosition]:
-        rows = await self._read("fapiPrivateV2GetPositionRisk", {})
-        if not isinstance(rows, list):
-            raise MalformedReply("positionRisk: expected a list")
-        out = []
-        for r in rows:
-            _need(r, "symbol", "positionAmt", "entryPrice", what="positionRisk")
-            amt = _f(r, "positionAmt")
-            if abs(amt) < 1e-12:
-                continue
-            if r.get("positionSide", "BOTH") != "BOTH":
-                raise ExchangeError(f"{r['symbol']}: hedge-mode position found; Quorum needs one-way mode")
-            out.append(VenuePosition(r["symbol"], Side.LONG if amt > 0 else Side.SHORT, abs(amt),
-                                     _f(r, "entryPrice"), _f(r, "markPrice", 0.0) or None,
-                                     _f(r, "liquidationPrice", 0.0) or None, _f(r, "leverage", 1.0),
-                                     str(r.get("marginType", "isolated")).lower(), _f(r, "unRealizedProfit", 0.0),
-                                     _f(r, "isolatedMargin", 0.0)))
-        return out
+        return parse_positions(await self._read("fapiPrivateV2GetPositionRisk", {}))
 
     async def balance(self) -> Balance:
-        rows = await self._read("fapiPrivateV2GetBalance", {})
-        for r in rows if isinstance(rows, list) else []:
-            if isinstance(r, dict) and r.get("asset") == "USDT":
-                _need(r, "balance", "availableBalance", what="balance")
-                return Balance(_f(r, "balance"), _f(r, "availableBalance"), _f(r, "crossUnPnl", 0.0))
-        raise MalformedReply("balance: no USDT row in the reply")
+        return parse_balance(await self._read("fapiPrivateV2GetBalance", {}))
 
     async def fetch_fills(self, symbol: str, since_ms: int | None = None) -> list[VenueFill]:
         await self._market(symbol)
@@ -414,17 +332,18 @@ class BinanceExchange:
                     self._order_cids[str(a["actualOrderId"])] = a["clientAlgoId"]
         out = []
         for r in rows:
-            _need(r, "id", "orderId", "side", "qty", "price", what="userTrades")
+            need(r, "id", "orderId", "side", "qty", "price", what="userTrades")
             oid = str(r["orderId"])
             if oid not in self._order_cids:
                 try:
                     raw = await self._read("fapiPrivateGetOrder", {"symbol": symbol, "orderId": oid})
                     self._order_cids[oid] = raw.get("clientOrderId") or f"venue-{oid}"
-                except _NotFound:
+                except NotFound:
                     self._order_cids[oid] = f"venue-{oid}"
             out.append(VenueFill(str(r["id"]), self._order_cids[oid], oid, symbol, str(r["side"]).lower(),
-                                 _f(r, "qty"), _f(r, "price"), _f(r, "commission", 0.0), int(r.get("time") or 0),
-                                 "maker" if r.get("maker") else "taker", _f(r, "realizedPnl", 0.0)))
+                                 number(r, "qty"), number(r, "price"), number(r, "commission", 0.0),
+                                 int(r.get("time") or 0), "maker" if r.get("maker") else "taker",
+                                 number(r, "realizedPnl", 0.0)))
         return out
 
     async def funding_history(self, symbol: str | None = None, since_ms: int | None = None) -> list[FundingEntry]:
@@ -433,36 +352,14 @@ class BinanceExchange:
             params["symbol"] = symbol
         if since_ms is not None:
             params["startTime"] = since_ms
-        rows = await self._read("fapiPrivateGetIncome", params)
-        out = []
-        for r in rows:
-            _need(r, "symbol", "income", "time", what="income")
-            out.append(FundingEntry(r["symbol"], int(r["time"]), -_f(r, "income"),
-                                    extra={"tranId": r.get("tranId")}))
-        return out
+        return parse_funding(await self._read("fapiPrivateGetIncome", params))
 
     async def symbol_filters(self, symbol: str) -> SymbolFilters:
-        info = (await self._market(symbol)).get("info") or {}
-        filters = {f.get("filterType"): f for f in info.get("filters", [])}
-        try:
-            return SymbolFilters(symbol, float(filters["PRICE_FILTER"]["tickSize"]),
-                                 float(filters["LOT_SIZE"]["stepSize"]), float(filters["LOT_SIZE"]["minQty"]),
-                                 float(filters["MIN_NOTIONAL"]["notional"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MalformedReply(f"exchangeInfo {symbol}: filters incomplete ({exc})") from None
+        return parse_filters(symbol, (await self._market(symbol)).get("info") or {})
 
     async def leverage_brackets(self, symbol: str) -> tuple[Bracket, ...]:
         await self._market(symbol)
-        rows = await self._read("fapiPrivateGetLeverageBracket", {"symbol": symbol})
-        row = rows[0] if isinstance(rows, list) and rows else rows
-        if not isinstance(row, dict) or not isinstance(row.get("brackets"), list):
-            raise MalformedReply("leverageBracket: reply is missing brackets")
-        out = []
-        for b in row["brackets"]:
-            _need(b, "notionalCap", "initialLeverage", "maintMarginRatio", what="leverageBracket")
-            out.append(Bracket(_f(b, "notionalFloor", 0.0), _f(b, "notionalCap"), int(b["initialLeverage"]),
-                               _f(b, "maintMarginRatio"), _f(b, "cum", 0.0)))
-        return tuple(sorted(out, key=lambda b: b.notional_floor))
+        return parse_brackets(await self._read("fapiPrivateGetLeverageBracket", {"symbol": symbol}))
 
     async def set_leverage(self, symbol: str, leverage: int) -> None:
         await self._market(symbol)
@@ -479,7 +376,7 @@ class BinanceExchange:
 
     async def check_position_mode(self) -> None:
         reply = await self._read("fapiPrivateGetPositionSideDual", {})
-        _need(reply, "dualSidePosition", what="positionSide/dual")
+        need(reply, "dualSidePosition", what="positionSide/dual")
         if reply["dualSidePosition"] in (True, "true"):
             raise ExchangeError("the account is in hedge mode; Quorum needs one-way position mode")
 

@@ -2,7 +2,9 @@
 
 - all SQL lives under `quorum.store` (no SQL text, no asyncpg query call anywhere else);
 - the store depends on nothing above it (execution, ai, api, engine, commands);
-- the domain depends on nothing but itself (pure values and functions, no I/O).
+- the domain depends on nothing but itself (pure values and functions, no I/O);
+- no import cycle between the package's modules (top-level, in-function and type-only imports
+  alike: a cycle is broken by moving the shared piece down to the module it belongs to).
 
 An exception goes in an allow-list below with its reason; an entry that no longer matches
 anything fails too, so the list only ever shrinks.
@@ -40,6 +42,8 @@ LAYERS_ABOVE_STORE = ("quorum.execution", "quorum.ai", "quorum.api", "quorum.eng
                       "quorum.commands")
 # (store module, imported module) -> why it may stay
 STORE_IMPORTS_ALLOWED: dict[tuple[str, str], str] = {}
+# (importing module, imported module) -> why this import may close a cycle
+CYCLE_IMPORTS_ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def _modules(package: str = "") -> Iterator[tuple[str, ast.Module]]:
@@ -148,3 +152,45 @@ def test_the_checks_see_sql() -> None:
     assert SQL_TEXT.match("WITH s AS (SELECT 1) SELECT * FROM s")
     for prose in ("Select a symbol", "update the stops", "With the engine running", "deleted", "Created"):
         assert not SQL_TEXT.match(prose), prose
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the package's modules it imports, wherever the import stands (a name imported
+    from a module counts as that module; a package's `__init__` is the package)."""
+    trees = {".".join(["quorum", *rel.removesuffix(".py").split("/")]).removesuffix(".__init__"): (rel, tree)
+             for rel, tree in _modules()}
+
+    def module_of(name: str) -> str | None:
+        while name and name not in trees:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    return {m: {d for d in map(module_of, _imports(rel, tree)) if d is not None and d != m}
+            for m, (rel, tree) in trees.items()}
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module: each is one or more cycles."""
+    reach: dict[str, set[str]] = {}
+    for start in graph:
+        seen, todo = set(), [start]
+        while todo:
+            for n in graph.get(todo.pop(), ()):
+                if n not in seen:
+                    seen.add(n)
+                    todo.append(n)
+        reach[start] = seen
+    return sorted({tuple(sorted({m} | {n for n in reach[m] if m in reach[n]})) for m in graph if m in reach[m]})
+
+
+def test_no_import_cycles() -> None:
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [("a", "b", "c")]  # the detector
+    graph = import_graph()
+    cut = {m: {d for d in deps if (m, d) not in CYCLE_IMPORTS_ALLOWED} for m, deps in graph.items()}
+    bad = ["  " + " <-> ".join(c) + ": " + ", ".join(f"{m} -> {d}" for m in c for d in sorted(cut[m]) if d in c)
+           for c in import_cycles(cut)]
+    assert not bad, ("import cycles (move the shared piece down to the module it belongs to; an import inside a "
+                     "function is still a cycle):\n" + "\n".join(bad))
+    in_cycle = {(m, d) for c in import_cycles(graph) for m in c for d in graph[m] if d in c}
+    stale = sorted(f"{m} -> {d}" for m, d in CYCLE_IMPORTS_ALLOWED if (m, d) not in in_cycle)
+    assert not stale, "allow-listed import no longer closes a cycle (remove the entry):\n" + "\n".join(stale)

@@ -1,39 +1,32 @@
-"""Typed settings from environment variables and an optional `.env` file.
-
-Every variable is documented in `.env.example`. `load_settings()` turns pydantic's validation
-errors into one `ConfigError` line per bad variable that names the variable, what is wrong with
-its value and the allowed range. Secrets are `SecretStr`: they never appear in `repr`, logs or
-`public_view()`.
+"""The settings model (`Settings`: every variable, its range and the cross-checks) and
+`load_settings`, which turns pydantic's validation errors into one `ConfigError` line per bad
+variable. The value parsers live in `quorum.config.values`, timeframes in `.timeframes`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import math
-import os
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-KNOWN_TIMEFRAMES = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d")
-
-# Providers that speak the OpenAI chat-completions wire format, with their public base URLs.
-OPENAI_COMPATIBLE_DEFAULTS: dict[str, str] = {
-    "openai": "https://api.openai.com/v1",
-    "deepseek": "https://api.deepseek.com/v1",
-    "qwen": "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
-    "xai": "https://api.x.ai/v1",
-    "grok": "https://api.x.ai/v1",
-    "openrouter": "https://openrouter.ai/api/v1",
-    "ollama": "http://127.0.0.1:11434/v1",
-    "llamacpp": "http://127.0.0.1:8080/v1",
-}
-KEYLESS_PROVIDERS = frozenset({"ollama", "llamacpp"})
-_SECRET_SUFFIXES = ("_API_KEY", "_API_SECRET", "_TOKEN", "_PASSWORD", "_SECRET")
+from quorum.config.timeframes import KNOWN_TIMEFRAMES, timeframe_seconds
+from quorum.config.values import (
+    OPENAI_COMPATIBLE_DEFAULTS,
+    SECRET_SUFFIXES,
+    CsvList,
+    ProviderConfig,
+    check_host,
+    endpoint_url,
+    env_with_dotenv,
+    is_loopback,
+    parse_partial_exits,
+    split_csv,
+)
 
 
 class TradingMode(StrEnum):
@@ -44,49 +37,6 @@ class TradingMode(StrEnum):
 
 class ConfigError(Exception):
     """A configuration value is unusable. The message is one line per problem, safe to print."""
-
-
-def timeframe_seconds(tf: str) -> int:
-    """Seconds in a timeframe such as '5m', '1h' or '1d'."""
-    units = {"m": 60, "h": 3600, "d": 86400}
-    if len(tf) < 2 or tf[-1] not in units or not tf[:-1].isdigit():
-        raise ValueError(f"unknown timeframe {tf!r}")
-    return int(tf[:-1]) * units[tf[-1]]
-
-
-def _csv(value: Any) -> Any:
-    if isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
-
-
-CsvList = Annotated[list[str], NoDecode]
-
-
-class ProviderConfig:
-    """Per-provider connection settings, read from `<PROVIDER>_API_KEY`, `_BASE_URL`,
-    `_TIMEOUT_SECONDS`, `_TEMPERATURE`, `_MAX_CONCURRENCY` (falling back to the global model
-    defaults; `max_concurrency` is how many calls to the provider may be in flight at once)."""
-
-    def __init__(
-        self,
-        name: str,
-        api_key: SecretStr | None,
-        base_url: str | None,
-        timeout_seconds: float,
-        temperature: float,
-        max_concurrency: int = 64,
-    ) -> None:
-        self.name = name
-        self.api_key = api_key
-        self.base_url = base_url
-        self.timeout_seconds = timeout_seconds
-        self.temperature = temperature
-        self.max_concurrency = max_concurrency
-
-    def __repr__(self) -> str:
-        key = "set" if self.api_key else "unset"
-        return f"ProviderConfig({self.name}, key={key}, base_url={self.base_url}, timeout={self.timeout_seconds})"
 
 
 class Settings(BaseSettings):
@@ -217,7 +167,7 @@ class Settings(BaseSettings):
     @field_validator("symbols", "blocked_symbols", mode="before")
     @classmethod
     def _split_symbols(cls, value: Any) -> Any:
-        value = _csv(value)
+        value = split_csv(value)
         if isinstance(value, list):
             return [str(v).upper().replace("/", "").replace(":USDT", "") for v in value]
         return value
@@ -225,7 +175,7 @@ class Settings(BaseSettings):
     @field_validator("timeframes", "models", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
-        return _csv(value)
+        return split_csv(value)
 
     @field_validator("timeframes")
     @classmethod
@@ -265,12 +215,12 @@ class Settings(BaseSettings):
     @field_validator("binance_fapi_url")
     @classmethod
     def _check_fapi_url(cls, value: str) -> str:
-        return _endpoint_url(value, ("http", "https"), "an http(s) URL", "https://fapi.binance.com")
+        return endpoint_url(value, ("http", "https"), "an http(s) URL", "https://fapi.binance.com")
 
     @field_validator("binance_fstream_url")
     @classmethod
     def _check_fstream_url(cls, value: str) -> str:
-        url = _endpoint_url(value, ("ws", "wss"), "a ws(s) URL", "wss://fstream.binance.com")
+        url = endpoint_url(value, ("ws", "wss"), "a ws(s) URL", "wss://fstream.binance.com")
         return url.removesuffix("/ws")  # the base: Quorum appends /ws (ccxt turns it into /market/ws)
 
     @model_validator(mode="after")
@@ -299,7 +249,7 @@ class Settings(BaseSettings):
     def provider(self, name: str) -> ProviderConfig:
         """Connection settings of a model provider (see class docstring for the variables)."""
         prefix = name.upper()
-        env = _env_with_dotenv()
+        env = env_with_dotenv()
         key = env.get(f"{prefix}_API_KEY") or None
         base = env.get(f"{prefix}_BASE_URL") or OPENAI_COMPATIBLE_DEFAULTS.get(name)
         try:
@@ -329,8 +279,8 @@ class Settings(BaseSettings):
                 values.append(v.get_secret_value())
         # Provider keys are read dynamically (`<PROVIDER>_API_KEY`), so treat every such
         # variable as a secret whether or not its provider is in MODELS.
-        for name, value in _env_with_dotenv().items():
-            if value and name.endswith(_SECRET_SUFFIXES) and value not in values:
+        for name, value in env_with_dotenv().items():
+            if value and name.endswith(SECRET_SUFFIXES) and value not in values:
                 values.append(value)
         return values
 
@@ -382,93 +332,8 @@ class Settings(BaseSettings):
                 )
 
 
-_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-
-
-def check_host(value: str) -> str:
-    """A bind address: an IP address (IPv4 dotted quad or IPv6) or a hostname. Empty is refused
-    (it would bind every interface), and so are numeric shorthands such as `0` or `127.1`."""
-    host = value.strip()
-    if not host:
-        raise ValueError("empty; give an IP address or a hostname, e.g. 127.0.0.1 (empty binds every interface)")
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
-    labels = host.rstrip(".").split(".")
-    if len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels) or labels[-1].isdigit():
-        raise ValueError("not an IP address or a hostname (numeric shorthands such as '0' or '127.1' are refused: "
-                         "they bind other interfaces than they seem to)")
-    return host
-
-
-def is_loopback(host: str) -> bool:
-    """Whether a bind address only accepts local connections (conservative: any hostname other
-    than localhost counts as exposed)."""
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _is_secret_field(name: str) -> bool:
     return Settings.model_fields[name].annotation in (SecretStr, SecretStr | None)
-
-
-def _env_with_dotenv() -> dict[str, str]:
-    env: dict[str, str] = {}
-    dotenv = Path(".env")
-    if dotenv.is_file():
-        for line in dotenv.read_text(encoding="utf-8").splitlines():
-            line = line.strip()
-            if line and not line.startswith("#") and "=" in line:
-                k, _, v = line.partition("=")
-                env[k.strip().upper()] = v.strip().strip('"').strip("'")
-    env.update({k.upper(): v for k, v in os.environ.items()})
-    return env
-
-
-def _endpoint_url(value: str, schemes: tuple[str, ...], kind: str, example: str) -> str:
-    """A base URL of a Binance endpoint: scheme in `schemes`, a host, an optional path prefix
-    (proxies); no credentials, query or fragment; without its trailing slash."""
-    from urllib.parse import urlsplit
-
-    text = value.strip()
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme.lower() not in schemes or not parts.hostname:
-        raise ValueError(f"must be {kind} with a host, e.g. {example}")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("must not contain credentials (user:password@)")
-    if parts.query or parts.fragment or "?" in text or "#" in text:
-        raise ValueError(f"must be a base URL without query or fragment, e.g. {example}")
-    return (parts.scheme.lower() + text[len(parts.scheme):]).rstrip("/")
-
-
-def parse_partial_exits(spec: str) -> list[tuple[float, float]]:
-    """Parse '0.33@1R,0.33@2R' into [(fraction, r_multiple), ...]. Empty means no partials."""
-    plan: list[tuple[float, float]] = []
-    total = 0.0
-    for part in _csv(spec):
-        frac_s, sep, r_s = part.partition("@")
-        if not sep or not r_s.upper().endswith("R"):
-            raise ValueError(f"entry {part!r} must look like 0.33@1R")
-        try:
-            frac, r_mult = float(frac_s), float(r_s[:-1])
-        except ValueError as exc:
-            raise ValueError(f"entry {part!r} must look like 0.33@1R") from exc
-        if not (math.isfinite(frac) and math.isfinite(r_mult)) or not 0 < frac < 1 or r_mult <= 0:
-            raise ValueError(f"entry {part!r}: fraction must be in (0, 1) and R above 0")
-        total += frac
-        plan.append((frac, r_mult))
-    if total >= 1.0:
-        raise ValueError("fractions must add up to less than 1 (the rest trails)")
-    return sorted(plan, key=lambda p: p[1])
 
 
 def _describe_error(err: dict[str, Any]) -> str:
