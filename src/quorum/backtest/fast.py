@@ -340,7 +340,7 @@ class FastBacktest:
             decision_id=st.decision_id, voters=book.voters))
         del self.books[si.symbol]
         self._seg_start.pop(si.symbol, None)
-        self.last_exit[si.symbol] = now
+        self.last_exit[si.symbol] = exit_ms  # as the record says: the re-entry cool-down runs from the exit fill
         self.book_breakers, evs = brk.on_trade_closed(self.book_breakers, si.symbol, net, reason, now,
                                                       self.cfg.risk_policy.breakers)
         self._breaker_events(evs)

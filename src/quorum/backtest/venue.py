@@ -6,7 +6,9 @@ The fast path (`quorum.backtest.fast`) calls it synchronously, as events: a bar 
 price at a time (`on_price`), a market order (`market`, None when the venue refuses it), the
 protective stop and take-profit (`place_stop` / `place_take_profit`: the new order is placed
 before the old one is cancelled, as the executor does; False when the venue refuses it because
-it would trigger at once). It keeps what the backtest's records need: every fill (`fills`),
+it would trigger at once). Quantities are floored to the step and trigger prices rounded to the
+tick, as the order manager does before anything reaches a venue. It keeps what the backtest's
+records need: every fill (`fills`),
 every wallet change (`cash_events`) and funding payment (`funding_payments`).
 """
 
@@ -139,7 +141,8 @@ class BacktestVenue:
         """A market order at the last price; None when the venue refuses it (margin, minimums)."""
         held = self.holds(symbol)
         self._shown.pop(symbol, None)
-        req = OrderRequest(f"bt-{next(self._ids)}", symbol, order_side, "market", quantity, None, reduce_only)
+        req = OrderRequest(f"bt-{next(self._ids)}", symbol, order_side, "market", self.floor_qty(symbol, quantity),
+                           None, reduce_only)
         try:
             self.book.create_order(req, self.filters[symbol], time_ms)
         except OrderRejected:
@@ -161,6 +164,7 @@ class BacktestVenue:
         self._shown.pop(symbol, None)
         filters = self.filters[symbol]
         stop_price = round_to_tick(price, filters.tick_size)
+        quantity = self.floor_qty(symbol, quantity)
         old = next((o for o in self.book.open_orders.get(symbol, {}).values() if o.type == kind), None)
         try:
             if old is not None:  # new one placed, old one cancelled: here one order moved (no history kept)
