@@ -30,7 +30,7 @@ import numpy as np
 
 from quorum.backtest.inputs import SymbolInput, _nan_none, funding_source
 from quorum.backtest.records import Book, RunResult
-from quorum.backtest.venue import BacktestVenue, VenuePosition
+from quorum.backtest.venue import BacktestVenue, ProtectedPosition
 from quorum.domain import breakers as brk
 from quorum.domain.exits import Bar as ExitBar
 from quorum.domain.exits import (
@@ -67,7 +67,7 @@ def rules_rows(si: SymbolInput, min_conf: float) -> np.ndarray:
     return np.flatnonzero((si.dec_code != 0) & (si.dec_conf >= min_conf - 1e-12))
 
 
-def venue_more_sensitive(state: PositionState, vp: VenuePosition) -> bool:
+def venue_more_sensitive(state: PositionState, vp: ProtectedPosition) -> bool:
     """Could the venue's (tick-rounded) stop / take-profit / liquidation trigger on a bar where
     the state's own levels do not? If not, `first_event_index` alone finds every event."""
     s = state.side.sign

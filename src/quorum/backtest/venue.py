@@ -26,11 +26,11 @@ from quorum.execution.exchange import OrderRejected, OrderRequest
 from quorum.execution.paper_book import PaperBook
 from quorum.execution.venue_rules import DEFAULT_BRACKETS
 
-__all__ = ["BacktestVenue", "VenuePosition"]
+__all__ = ["BacktestVenue", "ProtectedPosition"]
 
 
 @dataclass(frozen=True, slots=True)
-class VenuePosition:
+class ProtectedPosition:
     """A position as the venue holds it, with its protective orders (prices as placed)."""
 
     symbol: str
@@ -60,7 +60,7 @@ class BacktestVenue:
         self.cash_events: list[tuple[int, float]] = []  # (time, wallet change)
         self.funding_payments: list[tuple[str, int, float]] = []  # (symbol, time, paid)
         self._ids = itertools.count(1)
-        self._shown: dict[str, VenuePosition | None] = {}  # symbol → position() until it changes
+        self._shown: dict[str, ProtectedPosition | None] = {}  # symbol → position() until it changes
 
     # --- account -----------------------------------------------------------------------------
     @property
@@ -88,7 +88,7 @@ class BacktestVenue:
         return floor_to_step(qty, self.filters[symbol].step_size)
 
     @property
-    def positions(self) -> dict[str, VenuePosition]:
+    def positions(self) -> dict[str, ProtectedPosition]:
         """Every open position (symbol → position)."""
         return {s: p for s in self.book.positions if (p := self.position(s)) is not None}
 
@@ -98,13 +98,13 @@ class BacktestVenue:
     def held(self) -> list[str]:
         return list(self.book.positions)
 
-    def position(self, symbol: str) -> VenuePosition | None:
+    def position(self, symbol: str) -> ProtectedPosition | None:
         if symbol in self._shown:
             return self._shown[symbol]
         shown = self._shown[symbol] = self._position(symbol)
         return shown
 
-    def _position(self, symbol: str) -> VenuePosition | None:
+    def _position(self, symbol: str) -> ProtectedPosition | None:
         p = self.book.positions.get(symbol)
         if p is None:
             return None
@@ -114,7 +114,7 @@ class BacktestVenue:
                 stop = o
             elif o.type == "take_profit_market":
                 tp = o
-        return VenuePosition(symbol, p.side, p.quantity, p.entry_price, p.liquidation_price or 0.0,
+        return ProtectedPosition(symbol, p.side, p.quantity, p.entry_price, p.liquidation_price or 0.0,
                              None if stop is None else stop.stop_price, 0.0 if stop is None else stop.quantity,
                              None if tp is None else tp.stop_price, 0.0 if tp is None else tp.quantity)
 
