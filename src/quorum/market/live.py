@@ -12,13 +12,13 @@ interest (one call per symbol) at most once per cycle.
 
 After a websocket drop the stream's cached candles are discarded (the last one may be
 partial), the loop reconnects with exponential backoff, and a REST resync fills what was
-missed; meanwhile `snapshots()` uses REST. All REST calls go through one `WeightBudget`.
+missed; meanwhile `snapshots()` uses REST. All REST calls go through one `WeightBudget`; the
+reads themselves (kline pages, the per-cycle extras) are in `quorum.market.live_rest`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -31,16 +31,15 @@ from quorum.domain.models import Snapshot
 from quorum.market.binance_rest import Backoff, budgeted_call
 from quorum.market.candles import HISTORY_LIMIT, CandleBuffer, configure_endpoints, make_exchange, market_exchange
 from quorum.market.data_files import CandleSeries, timeframe_ms
-from quorum.market.ratelimit import WEIGHTS, WeightBudget, klines_weight
+from quorum.market.live_rest import CLOSE_MARGIN_MS, backfill_pages, fetch_extras, fetch_range, resync
+from quorum.market.ratelimit import WEIGHTS, WeightBudget
 from quorum.market.snapshot import SnapshotBuilder, build_snapshots
 from quorum.market.universe import MarketInfo, select_universe
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
-# A REST kline counts as closed only if it closed this long before the request was sent: the
-# server answers later than we ask, and its clock may be a little behind ours.
-CLOSE_MARGIN_MS = 1_000
-__all__ = ["HISTORY_LIMIT", "CandleBuffer", "LiveMarketData", "configure_endpoints", "make_exchange"]
+__all__ = ["CLOSE_MARGIN_MS", "HISTORY_LIMIT", "CandleBuffer", "LiveMarketData", "configure_endpoints",
+           "make_exchange"]
 
 
 class LiveMarketData:
@@ -191,35 +190,11 @@ class LiveMarketData:
         extra = tf == self.monitor_timeframe and tf != self.execution_timeframe and tf not in self.timeframes
         pages = 1 if extra else self.history_pages
         buf = self.buffers.setdefault((sym, tf), CandleBuffer(sym, tf, maxlen=HISTORY_LIMIT * self.history_pages))
-        since: int | None = None
-        for _ in range(pages):
-            rows = await self._rest(
-                klines_weight(HISTORY_LIMIT),
-                functools.partial(self.exchange.fetch_ohlcv, self.unified(sym), tf, since=since, limit=HISTORY_LIMIT),
-            )
-            stored = sum(buf.add(r, now - CLOSE_MARGIN_MS) for r in rows)
-            if not rows or (not stored and since is not None):
-                break
-            first = min(int(r[0]) for r in rows)
-            since = first - HISTORY_LIMIT * buf.tf_ms
-            if len(rows) < HISTORY_LIMIT:
-                break
+        await backfill_pages(self._rest, self.exchange, self.unified(sym), buf, pages, now)
 
     async def _resync(self, sym: str, tf: str, now: int) -> int:
         """Fetch the bars missing since the buffer's last closed bar (small limit = weight 1)."""
-        now -= CLOSE_MARGIN_MS
-        buf = self.buffers[(sym, tf)]
-        last = buf.last_open
-        expected_last = now // buf.tf_ms * buf.tf_ms - buf.tf_ms
-        if last is not None and last >= expected_last:
-            return 0
-        missing = HISTORY_LIMIT if last is None else (expected_last - last) // buf.tf_ms + 1
-        limit = int(min(HISTORY_LIMIT, missing + 1))
-        since = None if last is None else last + buf.tf_ms
-        rows = await self._rest(
-            klines_weight(limit), lambda: self.exchange.fetch_ohlcv(self.unified(sym), tf, since=since, limit=limit)
-        )
-        return sum(buf.add(r, now) for r in rows)
+        return await resync(self._rest, self.exchange, self.unified(sym), self.buffers[(sym, tf)], now)
 
     # --- websocket ------------------------------------------------------------------------
     def _ingest_ws(self, tf: str, now: int) -> None:
@@ -309,28 +284,7 @@ class LiveMarketData:
         """Funding rate + next funding time, book imbalance and open interest, once per cycle."""
         if self._extras is not None and self._extras[0] == time_ms:
             return self._extras[1]
-        out: dict[str, dict[str, Any]] = {s: {} for s in symbols}
-        uni = [self.unified(s) for s in symbols]
-        by_uni = dict(zip(uni, symbols, strict=True))
-        rates = await self._rest(WEIGHTS["premiumIndex_all"], lambda: self.exchange.fetch_funding_rates(uni))
-        for u, r in rates.items():
-            if u in by_uni:
-                out[by_uni[u]]["funding_rate"] = r.get("fundingRate")
-                out[by_uni[u]]["next_funding_ms"] = r.get("nextFundingTimestamp") or r.get("fundingTimestamp")
-        books = await self._rest(WEIGHTS["bookTicker_all"], lambda: self.exchange.fetch_bids_asks(uni))
-        for u, b in books.items():
-            if u in by_uni:
-                bid, ask = b.get("bidVolume") or 0.0, b.get("askVolume") or 0.0
-                out[by_uni[u]]["book_imbalance"] = (bid - ask) / (bid + ask) if bid + ask > 0 else None
-        gate = asyncio.Semaphore(8)
-
-        async def one(sym: str) -> None:
-            async with gate:
-                oi = await self._rest(WEIGHTS["openInterest"], lambda: self.exchange.fetch_open_interest(
-                    self.unified(sym)))
-            out[sym]["open_interest"] = oi.get("openInterestAmount")
-
-        await asyncio.gather(*(one(sym) for sym in list(symbols)[: self.oi_max]))
+        out = await fetch_extras(self._rest, self.exchange, symbols, self.unified, self.oi_max)
         self._extras = (time_ms, out)
         return out
 
@@ -379,22 +333,8 @@ class LiveMarketData:
         await self.refresh(min(until_ms, self.now_ms()), [symbol])
         if buf.rows and min(buf.rows) <= first_open:
             return buf.series().between(first_open, until_ms - tf + 1)
-        rows: dict[int, tuple[float, float, float, float, float]] = {}
-        since = first_open
-        while since <= until_ms - tf:
-            limit = int(min(HISTORY_LIMIT, (until_ms - since) // tf + 1))
-            page = await self._rest(klines_weight(limit), functools.partial(
-                self.exchange.fetch_ohlcv, self.unified(symbol), timeframe, since=since, limit=limit))
-            got = [r for r in page if r[0] is not None and since <= int(r[0]) <= until_ms - tf]
-            for r in got:
-                rows[int(r[0])] = (float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]))
-            if not got:
-                break
-            since = max(int(r[0]) for r in got) + tf
-        side = CandleBuffer(symbol, timeframe, maxlen=len(rows) + 1)
-        for t, v in rows.items():
-            side.add((t, *v), until_ms)
-        return side.series()
+        return await fetch_range(self._rest, self.exchange, self.unified(symbol), symbol, timeframe, first_open,
+                                 until_ms)
 
     async def _stop_ws(self) -> None:
         for t in self._ws_tasks:
