@@ -33,9 +33,9 @@ from quorum.execution.exchange import Exchange as Venue
 from quorum.execution.killswitch import KillReport
 from quorum.execution.reconcile import ReconcileReport
 from quorum.market.feeds import MarketData
-from quorum.store.positions import ClosedTrade
+from quorum.store.positions import ClosedPosition
 
-__all__ = ["Alerts", "Clock", "ClosedTrade", "Consensus", "KillSwitch", "MarketData", "PositionReader",
+__all__ = ["Alerts", "Clock", "ClosedPosition", "Consensus", "KillSwitch", "MarketData", "PositionReader",
            "Reconciliation", "RiskGate", "TradeExecutor", "Venue", "VenueFeed"]
 
 
@@ -64,7 +64,7 @@ class PositionReader(Protocol):
 
     async def get(self, position_id: str) -> PositionState | None: ...
 
-    async def closed_trade(self, position_id: str) -> ClosedTrade | None: ...
+    async def closed_position(self, position_id: str) -> ClosedPosition | None: ...
 
 
 class Alerts(Protocol):

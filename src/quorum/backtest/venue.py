@@ -53,7 +53,6 @@ class BacktestVenue:
                  funding_rate: float | None = 0.0001, funding_interval_ms: int = 8 * 3_600_000) -> None:
         self.book = PaperBook(model=fill_model, wallet=wallet, brackets=brackets, funding_rate=funding_rate,
                               funding_interval_ms=funding_interval_ms)
-        self.book.persisted = False
         self.filters = dict(filters)
         self.funding_source = funding_source
         self.fills: list[Fill] = []

@@ -122,11 +122,6 @@ class BookChanges:
     trades: list[BookTrade] = field(default_factory=list)
     funding: list[BookFunding] = field(default_factory=list)
 
-    @property
-    def empty(self) -> bool:
-        return self.wallet is None and not (self.symbols or self.positions or self.closed_positions or self.orders
-                                            or self.trades or self.funding)
-
 
 class Ids:
     """Order and trade ids: drawn from `reserve` (filled by the owner, e.g. from database

@@ -125,7 +125,7 @@ class EngineControls:
         out = {"position_id": pos.position_id, "symbol": sym, "status": res.status, "price": res.price}
         if res.status != "closed":
             return "failed", {**out, "error": res.reason}
-        closed = await ex.positions.closed_trade(pos.position_id)
+        closed = await ex.positions.closed_position(pos.position_id)
         if closed is not None:
             out["net_pnl"] = closed.net_pnl
         return "done", out

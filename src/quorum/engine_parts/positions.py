@@ -149,7 +149,7 @@ class PositionKeeper:
 
     async def _closed(self, pid: str, t: int) -> bool:
         """True when the position is closed; the first time, tell the breakers and listeners."""
-        closed = await self.executor.positions.closed_trade(pid)
+        closed = await self.executor.positions.closed_position(pid)
         if closed is None:
             return False
         if pid in self._seen_closed:

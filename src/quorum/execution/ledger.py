@@ -66,15 +66,12 @@ class Ledger:
             initial_stop=stop, stop_price=stop, take_profit=info.get("take_profit"), leverage=lev,
             opened_ms=opened_ms, peak_price=avg, atr=info.get("atr"), position_id=position_id,
             decision_id=order["decision_id"])
-        try:
+        with self.positions.uncommitted_on_failure():
             async with self.pool.acquire() as conn, conn.transaction():
                 await self.positions.open(state, margin_mode=info.get("margin_mode", "isolated"),
                                           margin=qty * avg / lev, risk_usd=info.get("risk_usd"), fees=fees, conn=conn)
                 await self.orders.set_position(entry_cid, position_id, conn=conn)
                 await self.orders.set_fills_position(entry_cid, position_id, conn=conn)
-        except BaseException:
-            self.positions.forget()  # what the transaction returned was not committed
-            raise
         log.info("position.opened", position_id=position_id, symbol=state.symbol, qty=qty, entry=avg)
         return state
 
@@ -84,11 +81,8 @@ class Ledger:
         if self._settled_at.get(position_id) == mark:
             return None  # no fill stored since it was settled open: nothing would change
         await self.orders.link_fills()
-        try:
+        with self.positions.uncommitted_on_failure():
             net = await self._settle(position_id, exit_reason, closed_ms)
-        except BaseException:
-            self.positions.forget()  # what the transaction returned was not committed
-            raise
         if net is None:
             self._settled_at[position_id] = mark
         else:
@@ -175,7 +169,7 @@ class Ledger:
         for e in entries:
             if e.time_ms in seen:  # stored by an earlier call of this process
                 continue
-            try:
+            with self.positions.uncommitted_on_failure():
                 async with self.pool.acquire() as conn, conn.transaction():
                     ok = await self.orders.record_funding(
                         position_id=position.position_id, symbol=e.symbol, time_ms=e.time_ms, rate=e.rate or 0.0,
@@ -183,9 +177,6 @@ class Ledger:
                         conn=conn)
                     if ok:
                         await self.positions.add_costs(position.position_id, funding=e.amount, conn=conn)
-            except BaseException:
-                self.positions.forget()
-                raise
             seen.add(e.time_ms)
             if ok:
                 added += e.amount

@@ -78,7 +78,6 @@ class PaperBook(PaperBookReads):
         self._dirty_orders: set[str] = set()
         self._wallet_dirty = False
         self._views: dict[str, VenuePosition] = {}  # symbol → its position as last shown
-        self.persisted = True  # False: nobody writes the books, so what changed is not tracked
 
     # --- loading (a persisted book) ---------------------------------------------------------
     def load(self, *, symbols: list[SymbolMarks], positions: list[BookPosition], orders: list[BookOrder],
@@ -133,8 +132,7 @@ class PaperBook(PaperBookReads):
         return bool(self._dirty_symbols) or not self.marks_only
 
     def _marks(self, symbol: str) -> SymbolMarks:
-        if self.persisted:
-            self._dirty_symbols.add(symbol)
+        self._dirty_symbols.add(symbol)
         if self._views:
             self._views.pop(symbol, None)
         m = self.symbols.get(symbol)

@@ -6,6 +6,8 @@ number in the record already includes costs.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -50,7 +52,7 @@ def row_to_state(row: asyncpg.Record) -> PositionState:
 
 
 @dataclass(frozen=True, slots=True)
-class ClosedTrade:
+class ClosedPosition:
     """A position the record shows closed."""
 
     position_id: str
@@ -86,7 +88,7 @@ class PositionRepository:
     The open positions are also kept in memory, shared by every repository on the same pool and
     mode (the one process trading a mode writes its positions only through them): loaded by the
     first read, refreshed from each write's RETURNING row, so reading them costs no round trip.
-    A failed transaction must call `forget()` (its RETURNING rows were never committed)."""
+    A transaction that writes positions runs inside `uncommitted_on_failure()`."""
 
     def __init__(self, pool: asyncpg.Pool, mode: str) -> None:
         self._pool = pool
@@ -98,6 +100,16 @@ class PositionRepository:
         self._c.rows = None
         self._c.states = {}
         self._c.writes += 1
+
+    @contextlib.contextmanager
+    def uncommitted_on_failure(self) -> Iterator[None]:
+        """Around a transaction that writes positions: if it fails, what its RETURNING rows put
+        in the cache was never committed, so the cache is dropped."""
+        try:
+            yield
+        except BaseException:
+            self.forget()
+            raise
 
     def remember(self, row: asyncpg.Record | dict[str, Any] | None) -> None:
         """A row as a write returned it."""
@@ -166,14 +178,14 @@ class PositionRepository:
                 self._c.states[row["id"]] = state
         return state
 
-    async def closed_trade(self, position_id: str) -> ClosedTrade | None:
+    async def closed_position(self, position_id: str) -> ClosedPosition | None:
         """The position as a closed trade, or None while it is open (or unknown)."""
         if self._c.rows is not None and position_id in self._c.rows:
             return None
         row = await self.get_row(position_id)
         if row is None or row["status"] != "closed":
             return None
-        return ClosedTrade(row["id"], row["symbol"], float(row["net_pnl"] or 0.0), str(row["exit_reason"] or ""),
+        return ClosedPosition(row["id"], row["symbol"], float(row["net_pnl"] or 0.0), str(row["exit_reason"] or ""),
                            float(row["initial_quantity"]), _f(row["exit_price"]))
 
     async def open_positions(self) -> list[PositionState]:
