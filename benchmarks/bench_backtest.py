@@ -16,7 +16,7 @@ from quorum.backtest.fast import FastBacktest
 from quorum.backtest.request import BacktestRequest, load_market
 from quorum.backtest.runner import equity_curve, prepare_inputs
 from quorum.config import load_settings
-from quorum.engine_parts.shared import LoopConfig
+from quorum.engine.shared import LoopConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("QUORUM_SHARED_DATA", ROOT.parent / "shared" / "data"))

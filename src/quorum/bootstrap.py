@@ -33,8 +33,8 @@ import asyncpg
 from quorum.cache import Cache, FallbackCache, make_cache
 from quorum.clock import Clock, SimulatedClock, service_clock
 from quorum.config import ConfigError, Settings, TradingMode
+from quorum.engine.runtime import RuntimeState
 from quorum.execution.exchange import Exchange
-from quorum.runtime import RuntimeState
 from quorum.store.controls import ControlStore
 from quorum.store.db import create_pool, resolve_database_url, select_one
 
@@ -182,8 +182,8 @@ async def bootstrap(
 ) -> App:
     """Wire an `App` (engine + adapters) for `mode` (default: settings.trading_mode)."""
     from quorum.engine import Engine, NullVenueFeed
-    from quorum.engine_parts.equity import EquityRecorder
-    from quorum.engine_parts.feeds import LivePaperFeed, ReplayPaperFeed
+    from quorum.engine.equity import EquityRecorder
+    from quorum.engine.feeds import LivePaperFeed, ReplayPaperFeed
     from quorum.execution.killswitch import KillSwitch
     from quorum.execution.protection import Executor
     from quorum.execution.reconcile import Reconciler

@@ -33,9 +33,9 @@ from quorum.api.scrubbing import ScrubResponses
 from quorum.api.status import build_status, jsonable
 from quorum.cache import Cache
 from quorum.config import Settings
+from quorum.engine.runtime import RuntimeState
 from quorum.logging import register_secrets
 from quorum.operator import record_done
-from quorum.runtime import RuntimeState
 from quorum.scrub import scrub_value
 
 log = structlog.get_logger(__name__)

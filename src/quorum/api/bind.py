@@ -7,7 +7,7 @@ import structlog
 from fastapi.routing import APIRoute
 
 from quorum.config import Settings
-from quorum.runtime import RuntimeState
+from quorum.engine.runtime import RuntimeState
 
 log = structlog.get_logger(__name__)
 

@@ -22,7 +22,7 @@ from quorum.api.mirror import apply_snapshot
 from quorum.api.pipe import MessagePipe, PipeClosed
 from quorum.bootstrap import open_cache, open_record_pool
 from quorum.config import Settings
-from quorum.runtime import RuntimeState
+from quorum.engine.runtime import RuntimeState
 
 log = structlog.get_logger(__name__)
 

@@ -21,7 +21,7 @@ import asyncpg
 
 from quorum.cache import Cache, FallbackCache
 from quorum.config import Settings
-from quorum.runtime import RuntimeState, wall_ms
+from quorum.engine.runtime import RuntimeState, wall_ms
 from quorum.store.db import select_one
 
 CHECK_TIMEOUT_S = 1.0

@@ -25,7 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from quorum import metrics
 from quorum.domain import breakers as brk
-from quorum.runtime import wall_ms
+from quorum.engine.runtime import wall_ms
 from quorum.store.reports import record_totals
 
 log = structlog.get_logger(__name__)

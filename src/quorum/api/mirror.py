@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from quorum.api.status import jsonable
-from quorum.runtime import RuntimeState, wall_ms
+from quorum.engine.runtime import RuntimeState, wall_ms
 
 FIELDS = ("mode", "started_ms", "paused", "kill_requested", "last_scan_ms", "scan_interval_s",
           "last_market_data_ms", "exchange_ok", "exchange_error", "providers", "provider_last_success",

@@ -43,7 +43,7 @@ from quorum.api.mirror import snapshot
 from quorum.api.pipe import MessagePipe, PipeClosed
 from quorum.api.status import jsonable
 from quorum.config import Settings
-from quorum.runtime import RuntimeState
+from quorum.engine.runtime import RuntimeState
 
 log = structlog.get_logger(__name__)
 

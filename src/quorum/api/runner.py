@@ -30,9 +30,9 @@ from quorum.api.stopping import StopRequest, stop_on_signals
 from quorum.bootstrap import bootstrap, configured_database_url, open_cache, open_record_pool
 from quorum.cache import Cache, FallbackCache
 from quorum.config import Settings, TradingMode, timeframe_seconds
-from quorum.gate_check import authorize_live_start
+from quorum.engine.runtime import RuntimeState
 from quorum.notify.telegram import TelegramNotifier
-from quorum.runtime import RuntimeState
+from quorum.risk.gate import authorize_live_start
 from quorum.store.db import (
     REFUSALS,
     DatabaseUnavailable,

@@ -13,8 +13,8 @@ from quorum.api.bind import guard_bind
 from quorum.api.server import make_server
 from quorum.bootstrap import open_cache, open_record_pool
 from quorum.config import ConfigError, load_settings
+from quorum.engine.runtime import RuntimeState
 from quorum.logging import configure_logging
-from quorum.runtime import RuntimeState
 from quorum.store.db import DatabaseUnavailable, stop_embedded_postgres
 
 log = structlog.get_logger(__name__)

@@ -20,7 +20,7 @@ import asyncpg
 
 from quorum.api.health import Component
 from quorum.api.metrics_view import RecordView
-from quorum.runtime import RuntimeState, wall_ms
+from quorum.engine.runtime import RuntimeState, wall_ms
 from quorum.store.controls import ControlStore
 from quorum.store.equity import EquityRepository, drawdown_base_ms, drawdown_since
 from quorum.store.positions import dt_to_ms

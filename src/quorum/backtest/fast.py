@@ -1,4 +1,4 @@
-"""The fast backtester: the engine's loop (see `quorum.engine_parts.shared`) run as events.
+"""The fast backtester: the engine's loop (see `quorum.engine.shared`) run as events.
 
 Nothing is stepped bar by bar in Python unless something can happen on that bar:
 
@@ -47,7 +47,7 @@ from quorum.domain.models import Action, ClosedTrade, ExitReason, IntentKind, Po
 from quorum.domain.risk import evaluate
 from quorum.domain.rules import RULES_VOTER
 from quorum.domain.sizing import round_to_tick
-from quorum.engine_parts.shared import (
+from quorum.engine.shared import (
     LoopConfig,
     OpenPositionFact,
     exposure_state,

@@ -31,7 +31,7 @@ from quorum.backtest.report import write_report
 from quorum.backtest.request import MarketInput
 from quorum.config import Settings
 from quorum.domain.statistics import all_breakdowns, compute_stats
-from quorum.engine_parts.shared import LoopConfig
+from quorum.engine.shared import LoopConfig
 
 
 @dataclass

@@ -24,8 +24,8 @@ from quorum.commands.report_files import OutputPathError, check_output_path, wri
 from quorum.config import Settings, load_settings
 from quorum.domain.models import ClosedTrade
 from quorum.domain.statistics import breakdown, compute_stats
-from quorum.gate_check import equity_curve, load_equity, record_drawdown
 from quorum.logging import configure_logging
+from quorum.risk.gate import equity_curve, load_equity, record_drawdown
 from quorum.store.db import DatabaseUnavailable
 from quorum.store.reports import closed_trades
 from quorum.store.reports import win_rate_rows as win_rate_rows  # `SELECT * FROM win_rate` (re-exported)

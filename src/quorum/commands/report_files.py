@@ -21,7 +21,7 @@ from quorum.backtest.outputs import iso
 from quorum.backtest.report import write_report
 from quorum.domain.equity import drawdown_series
 from quorum.domain.models import ClosedTrade
-from quorum.gate_check import equity_curve
+from quorum.risk.gate import equity_curve
 from quorum.store.equity import EquityRepository
 from quorum.store.reports import closed_trade_fills, closed_trade_funding, closed_trade_rows
 

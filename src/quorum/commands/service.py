@@ -23,11 +23,11 @@ import typer
 from quorum.bootstrap import record_pool
 from quorum.config import ConfigError, Settings, TradingMode, load_settings
 from quorum.domain.gate import GateReport
-from quorum.gate_check import GateRefused as GateRefused  # raised by `quorum run` (re-exported)
-from quorum.gate_check import authorize_live_start as authorize_live_start  # the live-start check (re-exported)
-from quorum.gate_check import check_gate, format_gate
 from quorum.logging import configure_logging
 from quorum.operator import record_done
+from quorum.risk.gate import GateRefused as GateRefused  # raised by `quorum run` (re-exported)
+from quorum.risk.gate import authorize_live_start as authorize_live_start  # the live-start check (re-exported)
+from quorum.risk.gate import check_gate, format_gate
 from quorum.store.db import DatabaseUnavailable
 
 

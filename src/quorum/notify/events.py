@@ -11,7 +11,7 @@ The engine emits (`await runtime.emit(kind, payload)`):
   symbols, error (failed run)
 - `error`         where, symbol, error ("Type: message", secrets redacted), fatal, repeats
 - `control`       an operator control the engine carried out: action, target, who, via (cli | api |
-  telegram), status (done | noop | failed), detail  (`quorum.engine_parts.controls`; only when an
+  telegram), status (done | noop | failed), detail  (`quorum.engine.controls`; only when an
   operator acts, so not among the trading `EVENT_KINDS`)
 
 Payloads are plain JSON-able dicts (the Telegram notifier prints them as `key: value` lines).

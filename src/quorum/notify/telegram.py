@@ -22,9 +22,9 @@ import httpx
 import structlog
 
 from quorum.config import Settings
+from quorum.engine.runtime import RuntimeState
 from quorum.logging import redact
 from quorum.notify.telegram_commands import HELP, TelegramCommands
-from quorum.runtime import RuntimeState
 from quorum.scrub import scrub
 
 log = structlog.get_logger(__name__)

@@ -26,9 +26,9 @@ import structlog
 from quorum.domain import controls as c
 from quorum.domain.controls import ControlError
 from quorum.domain.statistics import wilson_interval
-from quorum.gate_check import check_gate, format_gate
+from quorum.engine.runtime import RuntimeState
 from quorum.operator import check, describe, record_done, submit
-from quorum.runtime import RuntimeState
+from quorum.risk.gate import check_gate, format_gate
 from quorum.store import reports
 from quorum.store.controls import ControlStore
 

@@ -2,7 +2,7 @@
 
 Account level only: wallet, unrealised P&L, equity, open positions and gross exposure of the
 whole account — no per-position rows (a position's own path is in its fills, funding payments
-and the price files). Rows are written by the engine (`engine_parts.equity`) at every
+and the price files). Rows are written by the engine (`engine.equity`) at every
 execution-bar close and right after every fill.
 
 Retention (`compact`, run by the engine every hour of record time): rows younger than

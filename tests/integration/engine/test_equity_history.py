@@ -16,8 +16,8 @@ from quorum.backtest.request import parse_time
 from quorum.commands.report import build_report
 from quorum.domain.models import IntentKind, OrderIntent, Side
 from quorum.domain.statistics import max_drawdown_pct
-from quorum.gate_check import load_gate_record
 from quorum.market.data_files import load_candles
+from quorum.risk.gate import load_gate_record
 from tests.integration.engine.live_paper import paper_app, settings_for, start_fake
 
 SYMBOL = "BTCUSDT"

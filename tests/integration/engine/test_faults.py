@@ -21,8 +21,8 @@ import pytest
 from quorum.api.health import check_market
 from quorum.backtest.request import parse_time
 from quorum.domain.models import IntentKind, OrderIntent, Side
+from quorum.engine.runtime import wall_ms
 from quorum.market.binance_rest import Backoff
-from quorum.runtime import wall_ms
 from quorum.store.db import create_pool
 from quorum.store.migrate import apply_migrations
 from tests.integration.engine.live_paper import paper_app, settings_for, start_fake

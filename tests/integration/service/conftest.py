@@ -11,8 +11,8 @@ import pytest
 from quorum.api.app import create_app
 from quorum.cache import MemoryTTLCache
 from quorum.config import Settings
+from quorum.engine.runtime import RuntimeState, wall_ms
 from quorum.logging import register_secrets
-from quorum.runtime import RuntimeState, wall_ms
 
 API_TOKEN = "tok-3f9c1d2e7a6b5c4d"
 SECRETS = {

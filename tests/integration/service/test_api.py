@@ -15,7 +15,7 @@ from quorum.api.health import IoChecks
 from quorum.api.server import bound_port, start_server, stop_server
 from quorum.cache import MemoryTTLCache
 from quorum.config import Settings
-from quorum.runtime import RuntimeState, wall_ms
+from quorum.engine.runtime import RuntimeState, wall_ms
 from quorum.store.db import create_pool
 from tests.conftest import ADMIN_URL, _db_url
 from tests.integration.service.conftest import API_TOKEN, make_settings

@@ -10,7 +10,7 @@ import httpx
 
 from quorum.api.app import create_app
 from quorum.api.process import ApiProcess, apply_snapshot, snapshot
-from quorum.runtime import RuntimeState, wall_ms
+from quorum.engine.runtime import RuntimeState, wall_ms
 from tests.integration.service.conftest import API_TOKEN, make_settings
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}

@@ -7,8 +7,8 @@ import asyncpg
 import httpx
 import pytest
 
-from quorum.gate_check import check_gate
-from quorum.runtime import RuntimeState
+from quorum.engine.runtime import RuntimeState
+from quorum.risk.gate import check_gate
 from quorum.store.state import AlertRepository
 from tests.integration.service.conftest import API_TOKEN, make_settings
 from tests.integration.service.record import insert_trades

@@ -10,7 +10,7 @@ import json
 import asyncpg
 import pytest
 
-from quorum.gate_check import check_gate
+from quorum.risk.gate import check_gate
 from quorum.store.controls import ControlStore
 from quorum.store.state import AlertRepository
 from tests.integration.service.conftest import make_settings

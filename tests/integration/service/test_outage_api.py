@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from quorum.api.process import ApiPortInUse, ApiProcess
-from quorum.runtime import RuntimeState, wall_ms
+from quorum.engine.runtime import RuntimeState, wall_ms
 from tests.integration.service.conftest import make_settings
 from tests.outages import PrivatePostgres, PrivateRedis
 
@@ -165,7 +165,7 @@ async def test_busy_port_is_retried_then_one_line_error(services: tuple[PrivateP
 ENGINE_SCRIPT = """
 import asyncio, sys
 from quorum.api.process import ApiProcess
-from quorum.runtime import RuntimeState
+from quorum.engine.runtime import RuntimeState
 from tests.integration.service.conftest import make_settings
 
 async def main():

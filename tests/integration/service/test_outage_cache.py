@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from quorum.api.app import create_app
 from quorum.cache import FallbackCache, MemoryTTLCache, RedisCache, make_cache
-from quorum.runtime import RuntimeState
+from quorum.engine.runtime import RuntimeState
 from tests.integration.service.conftest import make_settings
 from tests.outages import PrivateRedis
 

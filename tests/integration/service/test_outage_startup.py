@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 
 from quorum.api.runner import StartupStopped, service_surface
 from quorum.config import ConfigError
-from quorum.runtime import RuntimeState, wall_ms
+from quorum.engine.runtime import RuntimeState, wall_ms
 from quorum.store.db import database_target, wait_for_database
 from tests.integration.service.conftest import make_settings
 from tests.outages import PrivatePostgres, free_port

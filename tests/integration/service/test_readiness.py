@@ -15,9 +15,9 @@ from quorum.cli import app as cli_app
 from quorum.commands.report import build_report, win_rate_rows
 from quorum.commands.service import GateRefused, authorize_live_start
 from quorum.domain.statistics import wilson_interval
-from quorum.gate_check import check_gate, format_gate
+from quorum.engine.runtime import RuntimeState
 from quorum.logging import configure_logging
-from quorum.runtime import RuntimeState
+from quorum.risk.gate import check_gate, format_gate
 from tests.integration.service.conftest import make_settings
 from tests.integration.service.record import insert_trades
 

@@ -13,9 +13,9 @@ import structlog
 
 from quorum.api.app import create_app
 from quorum.cache import MemoryTTLCache
+from quorum.engine.runtime import RuntimeState, wall_ms
 from quorum.logging import _RedactingFormatter, configure_logging
 from quorum.notify.telegram import TelegramNotifier
-from quorum.runtime import RuntimeState, wall_ms
 from quorum.store.db import redact_url, resolve_database_url
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.service.conftest import API_TOKEN, SECRETS, make_settings

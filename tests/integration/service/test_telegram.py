@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from quorum.engine.runtime import RuntimeState
 from quorum.notify.telegram import TelegramNotifier, format_event
-from quorum.runtime import RuntimeState
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.service.conftest import SECRETS, make_settings
 

@@ -12,9 +12,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from quorum.api.status import build_status
-from quorum.gate_check import check_gate
+from quorum.engine.runtime import RuntimeState
 from quorum.notify.telegram import TelegramNotifier
-from quorum.runtime import RuntimeState
+from quorum.risk.gate import check_gate
 from quorum.store.state import AlertRepository
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.service.conftest import SECRETS, make_settings

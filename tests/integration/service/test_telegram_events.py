@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from quorum.domain.breakers import BreakerEvent
+from quorum.engine.runtime import RuntimeState
 from quorum.execution.reconcile import ReconcileReport
 from quorum.notify import events as ev
 from quorum.notify.telegram import TelegramNotifier
-from quorum.runtime import RuntimeState
 from tests.fakes.telegram_server import FakeTelegram
 from tests.integration.service.conftest import SECRETS, make_settings
 

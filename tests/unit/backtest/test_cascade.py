@@ -42,7 +42,7 @@ def _always_long(cfg_rules):  # type: ignore[no-untyped-def]
 
 
 def test_stress_long_into_the_cascade_every_position_is_stopped_or_liquidated(shared_data: Path) -> None:
-    from quorum.engine_parts.shared import LoopConfig
+    from quorum.engine.shared import LoopConfig
 
     st = settings(max_consecutive_losses=100, max_daily_loss_pct=100, max_drawdown_pct=100,
                   symbol_cooldown_minutes=0, reentry_cooldown_minutes=0, max_opens_per_hour=100,

@@ -12,8 +12,7 @@ from pathlib import Path
 import quorum.engine
 from quorum.engine import Engine
 
-ENGINE_FILES = [Path(quorum.engine.__file__), *sorted(Path(quorum.engine.__file__).with_name("engine_parts")
-                                                       .glob("*.py"))]
+ENGINE_FILES = sorted(Path(quorum.engine.__file__).parent.glob("*.py"))
 COLLABORATORS = ("settings", "clock", "market", "exchange", "executor", "risk", "consensus", "runtime",
                  "venue_feed", "reconciler", "kill_switch", "equity", "controls", "database_probe")
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from quorum.domain.consensus import ConsensusRules, merge_votes
 from quorum.domain.models import Action, Proposal, Side, Vote
-from quorum.engine_parts.shared import rules_proposal, wants_close
+from quorum.engine.shared import rules_proposal, wants_close
 
 
 @settings(max_examples=300, deadline=None)

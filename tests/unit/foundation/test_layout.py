@@ -38,7 +38,7 @@ SQL_ALLOWED = {
     ("commands/report.py", "SELECT * FROM win_rate;"): "a printed heading naming the view to query (never run)",
 }
 
-LAYERS_ABOVE_STORE = ("quorum.execution", "quorum.ai", "quorum.api", "quorum.engine", "quorum.engine_parts",
+LAYERS_ABOVE_STORE = ("quorum.execution", "quorum.ai", "quorum.api", "quorum.engine",
                       "quorum.commands")
 # (store module, imported module) -> why it may stay
 STORE_IMPORTS_ALLOWED: dict[tuple[str, str], str] = {}

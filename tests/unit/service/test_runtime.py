@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from quorum.engine.runtime import RuntimeState
 from quorum.logging import register_secrets
-from quorum.runtime import RuntimeState
 
 
 async def test_controls_set_flags_and_call_hooks() -> None:

@@ -29,9 +29,9 @@ from typing import Any
 import structlog
 
 from quorum import metrics
+from quorum.engine.runtime import RuntimeState
 from quorum.execution.exchange import ExchangeError
 from quorum.logging import redact
-from quorum.runtime import RuntimeState
 
 log = structlog.get_logger(__name__)
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING
 
-from quorum.engine_parts.guard import STEP_FAILURES
+from quorum.engine.guard import STEP_FAILURES
 
 if TYPE_CHECKING:
-    from quorum.engine_parts.equity import EquityRecorder
-    from quorum.engine_parts.guard import StepGuard
-    from quorum.engine_parts.shared import EngineStats
+    from quorum.engine.equity import EquityRecorder
+    from quorum.engine.guard import StepGuard
+    from quorum.engine.runtime import RuntimeState
+    from quorum.engine.shared import EngineStats
     from quorum.ports import RiskGate, TradeExecutor, Venue, VenueFeed
-    from quorum.runtime import RuntimeState
 
 
 class StatusPublisher:

@@ -14,7 +14,7 @@ import structlog
 from quorum.domain import controls as c
 from quorum.domain.breakers import DRAWDOWN
 from quorum.domain.models import ExitReason
-from quorum.engine_parts.guard import short_reason
+from quorum.engine.guard import short_reason
 from quorum.logging import redact
 from quorum.store.controls import ControlStore
 from quorum.store.positions import ms_to_dt

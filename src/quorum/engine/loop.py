@@ -1,4 +1,4 @@
-"""The engine: the one place that knows the order of things (see `engine_parts.shared`).
+"""The engine: the one place that knows the order of things (see `engine.shared`).
 
 Every mode runs this code; only the adapters differ (chosen in `quorum.bootstrap`):
 market data (replay | live), clock (simulated | wall), venue (paper | Binance), and the
@@ -17,7 +17,7 @@ is managed on it (phases A–C). When t closes a decision bar, `run_cycle(t)` de
 inline in a replay, in the background on live data, so positions keep being managed while the
 votes are gathered. Nothing sleeps except `clock.sleep_until`.
 
-No fault ends the loop (`engine_parts.guard`): a failed step is logged, counted, alerted and the
+No fault ends the loop (`engine.guard`): a failed step is logged, counted, alerted and the
 loop goes on; a lost database suspends it until the database answers, then the same step runs
 again. What it tells `RuntimeState` listeners: `quorum.notify.events`.
 """
@@ -36,13 +36,14 @@ from quorum import metrics
 from quorum.config import Settings
 from quorum.domain.breakers import BreakerEvent
 from quorum.domain.models import Candle, Side, SymbolFilters
-from quorum.engine_parts.controls import EngineControls
-from quorum.engine_parts.cycle import DecisionCycle
-from quorum.engine_parts.equity import EquityRecorder
-from quorum.engine_parts.guard import StepGuard, is_exchange_error, short_reason
-from quorum.engine_parts.positions import PositionKeeper
-from quorum.engine_parts.shared import EngineStats
-from quorum.engine_parts.status import StatusPublisher
+from quorum.engine.controls import EngineControls
+from quorum.engine.cycle import DecisionCycle
+from quorum.engine.equity import EquityRecorder
+from quorum.engine.guard import StepGuard, is_exchange_error, short_reason
+from quorum.engine.positions import PositionKeeper
+from quorum.engine.runtime import RuntimeState
+from quorum.engine.shared import EngineStats
+from quorum.engine.status import StatusPublisher
 from quorum.execution.killswitch import KillReport
 from quorum.notify import events as ev
 from quorum.ports import (
@@ -56,7 +57,6 @@ from quorum.ports import (
     Venue,
     VenueFeed,
 )
-from quorum.runtime import RuntimeState
 from quorum.store.controls import ControlStore
 
 log = structlog.get_logger(__name__)

@@ -17,19 +17,19 @@ import structlog
 from quorum import metrics
 from quorum.ai.context import AccountView, PositionView, VoteContext
 from quorum.domain.models import Action, ExitReason, IntentKind, OrderIntent, PositionState
-from quorum.engine_parts.shared import wants_close
+from quorum.engine.shared import wants_close
 
 if TYPE_CHECKING:
     from quorum.ai.consensus import ConsensusResult
     from quorum.clock import Clock
     from quorum.config import Settings
     from quorum.domain.models import Proposal, Snapshot, SymbolFilters
-    from quorum.engine_parts.equity import EquityRecorder
-    from quorum.engine_parts.guard import StepGuard
-    from quorum.engine_parts.shared import EngineStats
+    from quorum.engine.equity import EquityRecorder
+    from quorum.engine.guard import StepGuard
+    from quorum.engine.runtime import RuntimeState
+    from quorum.engine.shared import EngineStats
     from quorum.execution.exchange import Balance
     from quorum.ports import Consensus, MarketData, RiskGate, TradeExecutor, Venue
-    from quorum.runtime import RuntimeState
 
 log = structlog.get_logger("quorum.engine")
 

@@ -15,11 +15,11 @@ from quorum.market.data_files import CandleSeries
 from quorum.notify import events as ev
 
 if TYPE_CHECKING:
-    from quorum.engine_parts.equity import EquityRecorder
-    from quorum.engine_parts.guard import StepGuard
-    from quorum.engine_parts.shared import EngineStats
+    from quorum.engine.equity import EquityRecorder
+    from quorum.engine.guard import StepGuard
+    from quorum.engine.runtime import RuntimeState
+    from quorum.engine.shared import EngineStats
     from quorum.ports import MarketData, RiskGate, TradeExecutor, Venue, VenueFeed
-    from quorum.runtime import RuntimeState
 
 log = structlog.get_logger("quorum.engine")
 

@@ -1,1 +1,0 @@
-"""Parts of the engine shared with the fast backtester."""
