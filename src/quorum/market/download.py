@@ -161,7 +161,17 @@ async def download(
     Reads that keep failing raise `MarketDataUnavailable` (files stay valid; a rerun resumes)."""
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     d = Downloader(exchange, budget, now_ms, retry)
-    await d._call(WEIGHTS["exchangeInfo"], exchange.load_markets)
+    # the first call finds out whether the host answers at all: three attempts (0.5 s, then 1 s
+    # apart), so an unreachable host is one line within seconds; batches get the full retries
+    await budgeted_call(exchange, d.budget, WEIGHTS["exchangeInfo"], exchange.load_markets, d.retry,
+                        attempts=min(3, d.retry.attempts))
+    unknown = [s for s in symbols if s not in (getattr(exchange, "markets_by_id", None) or {})
+               and s not in (getattr(exchange, "markets", None) or {})]
+    if unknown:
+        from quorum.config import ConfigError
+        from quorum.market.binance_rest import rest_host
+
+        raise ConfigError(f"--symbols: not USDⓈ-M perpetuals on {rest_host(exchange)}: {', '.join(unknown)}")
     report = DownloadReport()
     for sym in symbols:
         for tf in timeframes:

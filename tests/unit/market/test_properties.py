@@ -68,4 +68,4 @@ def test_scan_cli_prints_snapshots(shared_data: object, monkeypatch: object) -> 
     assert res.output.count("# ") == 2 and "SYMBOL XRPUSDT" in res.output and "[4h]" in res.output
     assert "2025" not in res.output.split("\n", 1)[1]
     bad = CliRunner().invoke(app, ["scan", "--data-dir", str(shared_data), "--symbols", "NOPEUSDT"])
-    assert bad.exit_code == 1 and "no candle files" in bad.output
+    assert bad.exit_code == 2 and "no candle files" in bad.output  # bad input
