@@ -3,6 +3,7 @@
 Public seams (import from the submodules; this package imports nothing heavy):
 - `data_files`: `load_candles`, `load_funding`, `discover`, `resample`, `CandleSeries`,
   `FundingSeries`, `DataSet`, `DataFileError`, `timeframe_ms`.
+- `quality`: `detect(series, rule) -> [DataFlag]` (gaps and outliers), `QualityRule`, `enforce`.
 - `indicators`: `compute_indicators(series) -> IndicatorFrame`, `VIEW_FIELDS`.
 - `snapshot`: `SnapshotBuilder` (`.snapshot(t)`, `.sampled(tf, times)`, `.frame(tf)`),
   `build_snapshots(builders, t, extras)`, `market_breadth`.

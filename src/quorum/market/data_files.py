@@ -5,8 +5,9 @@ OPEN time in UTC epoch ms, `.csv` or `.csv.gz`; funding files `timestamp_ms,fund
 Names: `SYMBOL-futures-TF.csv[.gz]` and `SYMBOL-funding.csv[.gz]`.
 
 Validation errors (`DataFileError`) name the file and the 1-based line number (the header is
-line 1). Gaps (missing bars) are NOT errors: they are kept as gaps (never forward-filled) and
-reported by `CandleSeries.missing_bars_between` so the snapshot can flag them.
+line 1). Gaps (missing bars) and outliers are NOT errors: gaps are kept as gaps (never
+forward-filled; `CandleSeries.gaps`, `missing_before` for the snapshot's flags), and
+`quorum.market.quality` reports both without changing a bar.
 """
 
 from __future__ import annotations
