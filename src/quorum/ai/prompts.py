@@ -67,7 +67,9 @@ def _view_lines(v: TimeframeView) -> list[str]:
         f"EMA200 {fmt(v.ema200)} (slope {fmt(v.ema200_slope, 3)})",
         f"Bollinger {fmt(v.bb_lower)} / {fmt(v.bb_middle)} / {fmt(v.bb_upper)}, %B {fmt(v.bb_pct_b, 3)}, "
         f"width {fmt(v.bb_width, 3)}",
-        f"ATR {fmt(v.atr)} ({fmt(v.atr_pct, 3)} % of price, percentile {fmt(v.atr_pct_percentile, 3)}), "
+        f"ATR {fmt(v.atr)} ({fmt(v.atr_pct, 3)} % of price, at or above "
+        f"{fmt(None if v.atr_pct_percentile is None else v.atr_pct_percentile * 100, 3)} % of the last 100 bars' "
+        "ATR %, 100 = the highest), "
         f"ADX {fmt(v.adx, 3)}, +DI {fmt(v.plus_di, 3)}, -DI {fmt(v.minus_di, 3)}",
         f"volume ratio {fmt(v.volume_ratio, 3)}, OBV slope {fmt(v.obv_slope, 3)}, "
         f"range {fmt(v.range_low)} - {fmt(v.range_high)}",

@@ -1,23 +1,33 @@
-"""report.html: equity curve, drawdown, monthly returns, breakdown tables and the trades (plotly).
+"""report.html: what stopped trading, then the headline figures, equity, drawdown, monthly returns,
+a price chart per traded symbol with its entries and exits, the breakdown tables and every trade.
 
 One generator for a backtest (`quorum backtest --out`) and a paper/live record (`quorum report
---html`). The file is self-contained (plotly's JavaScript is embedded once) so it opens offline.
+--html`). The file is self-contained (plotly's JavaScript is embedded once, the table sorting is a
+few lines inline) so it opens offline. Sections: `report_sections` (contamination, halts, warm-up,
+data-quality flags), `report_charts`, `report_tables`.
 """
 
 from __future__ import annotations
 
 import html
-import itertools
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import plotly.graph_objects as go
 import plotly.io as pio
 
+from quorum.backtest.report_charts import Prices, equity_figures, month_bars, monthly_figure, price_figures
+from quorum.backtest.report_sections import (
+    contaminated_banner,
+    data_flags_section,
+    halt_spans,
+    halts_section,
+    period_bounds,
+    period_section,
+    to_ms,
+)
+from quorum.backtest.report_tables import SORT_JS, breakdown_table, fmt, trades_table
 from quorum.domain.models import ClosedTrade
-from quorum.domain.statistics import monthly_returns
 
 _HEADLINE = (
     ("analyst", "Analyst"), ("trades", "Trades"), ("win_rate", "Win rate"),
@@ -28,123 +38,99 @@ _HEADLINE = (
     ("initial_equity", "Initial equity"), ("final_equity", "Final equity"), ("fees_paid", "Fees"),
     ("funding_paid", "Funding"), ("worst_trade_usd", "Worst trade"), ("bars_processed", "Bars"),
 )
+_SIGNED = {"expectancy_usd", "expectancy_r", "total_return_pct", "worst_trade_usd"}
+NO_PRICES = "no price history was given (a paper or live record does not store candles)"
+
+_STYLE = """body{font-family:sans-serif;margin:24px;max-width:1200px}table{border-collapse:collapse;margin:8px 0}
+td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}
+td.g{color:#1a7a6e}td.l{color:#c0392b}.note{color:#555;font-size:90%}
+.scroll{max-height:600px;overflow:auto;border:1px solid #ddd}.scroll th{position:sticky;top:0}
+#trades td,#trades th{white-space:nowrap}
+.banner{background:#c0392b;color:#fff;padding:10px 16px;margin:8px 0;font-size:110%}
+#halts{background:#fff4e5;border-left:6px solid #e67e22;padding:4px 16px;margin:8px 0}
+#data-flags h2,#halts h2{font-size:120%}"""
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, float):
-        return f"{v:,.4f}" if abs(v) < 10 else f"{v:,.2f}"
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(_fmt(x) for x in v) + "]"
-    return html.escape(str(v))
+def _headline(summary: dict[str, Any]) -> str:
+    rows = []
+    for key, label in _HEADLINE:
+        if key not in summary:
+            continue
+        v = summary[key]
+        if key in _SIGNED and isinstance(v, int | float):
+            cell = ("▲ +" if v > 0 else "▼ " if v < 0 else "") + fmt(float(v))
+        else:
+            cell = fmt(v)
+        rows.append(f"<tr><th>{label}</th><td>{cell}</td></tr>")
+    return f"<table>{''.join(rows)}</table>"
 
 
-def _table(title: str, groups: dict[str, dict[str, Any]]) -> str:
-    cols = ("n", "wins", "win_rate", "win_rate_ci95", "profit_factor", "expectancy", "expectancy_r", "net_pnl")
-    head = "".join(f"<th>{c}</th>" for c in ("group", *cols))
-    rows = "".join(
-        "<tr><td>" + html.escape(k) + "</td>" + "".join(f"<td>{_fmt(g.get(c))}</td>" for c in cols) + "</tr>"
-        for k, g in groups.items()
-    )
-    return f"<h3>{html.escape(title)}</h3><table><tr>{head}</tr>{rows}</table>"
-
-
-_TRADE_COLUMNS = ("entry", "exit", "symbol", "side", "quantity", "entry price", "exit price", "leverage", "fees",
-                  "funding", "net P&L", "R", "exit reason", "voters")
-
-
-def _trades_table(trades: Sequence[ClosedTrade]) -> str:
-    if not trades:
-        return ""
-    head = "".join(f"<th>{c}</th>" for c in _TRADE_COLUMNS)
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in (
-            _dt(t.entry_ms).strftime("%Y-%m-%d %H:%M"), _dt(t.exit_ms).strftime("%Y-%m-%d %H:%M"), t.symbol,
-            t.side.value, f"{t.quantity:.10g}", t.entry_price, t.exit_price, t.leverage, t.fees, t.funding, t.net_pnl,
-            t.r_multiple, t.exit_reason, ", ".join(t.voters))) + "</tr>"
-        for t in trades
-    )
-    return f"<h3>Trades ({len(trades)}, net of fees and funding)</h3><table><tr>{head}</tr>{rows}</table>"
-
-
-def _dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-def _downsample(points: Sequence[tuple[int, float]], limit: int = 5000) -> list[tuple[int, float]]:
-    """At most about `limit` points for a chart, keeping each bucket's lowest and highest point
-    (in time order) and the last: a peak or the deepest drawdown is never dropped."""
-    n = len(points)
-    if n <= limit:
-        return list(points)
-    per = max(n * 2 // limit, 2)
-    keep: set[int] = {n - 1}
-    for s in range(0, n, per):
-        idx = range(s, min(s + per, n))
-        keep.add(min(idx, key=lambda i: points[i][1]))
-        keep.add(max(idx, key=lambda i: points[i][1]))
-    return [points[i] for i in sorted(keep)]
+def _prices_part(prices: Prices | None, trades: Sequence[ClosedTrade], why_absent: str) -> str:
+    if prices is None:
+        return f"<h2>Prices</h2><p>Price charts are not part of this report: {html.escape(why_absent)}.</p>"
+    figs, missing = price_figures(prices, trades)
+    untraded = sorted(set(prices) - {t.symbol for t in trades})
+    notes = []
+    if missing:
+        notes.append(f"no prices for {', '.join(missing)}")
+    if untraded:
+        notes.append(f"no trade on {', '.join(untraded)}, so no chart")
+    intro = ("<h2>Prices and trades</h2><p class=\"note\">Close prices, thinned for the page (each "
+             "stretch keeps its lowest and highest close); ▲ long / ▼ short entries, ● exit with a gain, "
+             "✕ exit with a loss. Hover a marker for its details; drag to zoom.</p>")
+    tail = f"<p class=\"note\">{html.escape('; '.join(notes))}.</p>" if notes else ""
+    return intro + "".join(pio.to_html(f, include_plotlyjs=False, full_html=False) for f in figs) + tail
 
 
 def render_report(summary: dict[str, Any], equity: Sequence[tuple[int, float]],
                   breakdowns: dict[str, dict[str, dict[str, Any]]], *, title: str | None = None,
                   trades: Sequence[ClosedTrade] = (),
-                  drawdown: Sequence[tuple[int, float]] | None = None) -> str:
+                  drawdown: Sequence[tuple[int, float]] | None = None,
+                  prices: Prices | None = None, no_prices_reason: str = NO_PRICES) -> str:
     """The HTML text of the report. `drawdown`: (time, −percent) points when the caller measured
     them on a fuller history than `equity` (a record's compacted hours); else from `equity`.
-    `trades` adds the trades table; `title` replaces the backtest's."""
-    pts = _downsample(equity)
-    xs = [_dt(t) for t, _ in pts]
-    ys = [v for _, v in pts]
-    if drawdown is None:  # measured on every point, then thinned (the deepest one kept)
-        peaks = itertools.accumulate((v for _, v in equity), max)
-        drawdown = [(t, (v / peak - 1.0) * 100.0 if peak > 0 else 0.0)
-                    for (t, v), peak in zip(equity, peaks, strict=True)]
-    dd_pts = _downsample(drawdown)
-    dd_xs, dd = [_dt(t) for t, _ in dd_pts], [v for _, v in dd_pts]
-    eq_fig = go.Figure(go.Scatter(x=xs, y=ys, mode="lines", name="equity"))
-    eq_fig.update_layout(title="Equity (USDT, marked to market)", height=380, margin={"t": 40})
-    dd_fig = go.Figure(go.Scatter(x=dd_xs, y=dd, mode="lines", fill="tozeroy", name="drawdown %"))
-    dd_fig.update_layout(title="Drawdown (%)", height=260, margin={"t": 40})
-    months = monthly_returns(equity, float(summary.get("initial_equity") or 0.0))
-    m_fig = go.Figure(go.Bar(x=list(months), y=list(months.values()),
-                             marker_color=["#2a9d8f" if v >= 0 else "#e76f51" for v in months.values()]))
-    m_fig.update_layout(title="Monthly returns (%)", height=300, margin={"t": 40})
+    `trades` adds the trades table and the chart markers; `prices` ({symbol: (bar close times ms,
+    closes)}) the price charts — without it the page says why (`no_prices_reason`); `title`
+    replaces the backtest's."""
+    start, end = period_bounds(summary, equity)
+    eq_fig, dd_fig = equity_figures(equity, drawdown, halt_spans(summary, end))
+    bars = month_bars(equity, float(summary.get("initial_equity") or 0.0),
+                      to_ms(summary.get("start_ms")), to_ms(summary.get("end_ms")), trades)
     figs = [
         pio.to_html(eq_fig, include_plotlyjs=True, full_html=False),
         pio.to_html(dd_fig, include_plotlyjs=False, full_html=False),
-        pio.to_html(m_fig, include_plotlyjs=False, full_html=False),
+        pio.to_html(monthly_figure(bars), include_plotlyjs=False, full_html=False),
     ]
-    headline = "".join(
-        f"<tr><th>{label}</th><td>{_fmt(summary.get(key))}</td></tr>" for key, label in _HEADLINE if key in summary
-    )
     tables = "".join(
-        _table(f"By {key.replace('_', ' ')}", breakdowns.get(key, {}))
+        breakdown_table(f"By {key.replace('_', ' ')}", breakdowns.get(key, {}))
         for key in ("symbol", "side", "exit_reason", "voter", "hour", "day") if key in breakdowns
     )
     analyst = html.escape(str(summary.get("analyst", "?")))
     heading = html.escape(title) if title else f"Quorum backtest — analyst: {analyst}"
     note = (
         "Win rates carry their sample size and a 95 % Wilson interval. P&amp;L is net of fees and "
-        "funding. Past simulated results are not a forecast."
+        "funding; ▲ marks a gain, ▼ a loss. Times are UTC. Past simulated results are not a forecast."
     )
+    top = (contaminated_banner(summary.get("contaminated")) + halts_section(summary, start, end)
+           + period_section(summary) + data_flags_section(summary.get("data_flags")))
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{heading}</title>
-<style>body{{font-family:sans-serif;margin:24px;max-width:1200px}}table{{border-collapse:collapse;margin:8px 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f4f4f4}}</style></head>
+<style>{_STYLE}</style></head>
 <body><h1>{heading}</h1>
 <p>{html.escape(str(summary.get('period', '')))} · symbols: {html.escape(', '.join(summary.get('symbols', [])))}</p>
+{top}
 <p><em>{note}</em></p>
-<table>{headline}</table>
+{_headline(summary)}
 {''.join(figs)}
+{_prices_part(prices, trades, no_prices_reason)}
 {tables}
-{_trades_table(trades)}
+{trades_table(trades)}
+{SORT_JS}
 </body></html>
 """
 
 
 def write_report(path: Path, summary: dict[str, Any], equity: Sequence[tuple[int, float]],
                  breakdowns: dict[str, dict[str, dict[str, Any]]], **kw: Any) -> None:
-    """Write `render_report(...)` (keywords: title, trades, drawdown) to `path`."""
+    """Write `render_report(...)` (keywords: title, trades, drawdown, prices, no_prices_reason) to `path`."""
     path.write_text(render_report(summary, equity, breakdowns, **kw), encoding="utf-8")

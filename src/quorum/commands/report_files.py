@@ -2,7 +2,8 @@
 
 - HTML: the backtest's report generator (`quorum.backtest.report`) on the record — the
   mark-to-market equity history, its drawdown (compacted hours show their lows), the headline
-  figures, the tables by symbol, side, model, hour, day and exit reason, and the trades.
+  figures, the monthly returns, the tables by symbol, side, model, hour, day and exit reason, and
+  the trades (a sortable table). No price charts: the record holds no candles (the page says so).
 - CSV: every closed trade followed by each of its fills and funding payments, one row each
   (`row` = trade | fill | funding). A trade row's `fee` and `funding` are the sums of its fill
   and funding rows; its `net_pnl` = `gross_pnl` − fees − funding.
@@ -121,9 +122,11 @@ async def write_record_html(pool: asyncpg.Pool, mode: str, report: dict[str, Any
     last = max([s.at_ms for s in segments] + [t.exit_ms for t in trades], default=None)
     if first is not None and last is not None:
         summary["period"] = f"{iso(first)} → {iso(last)} ({len(segments)} equity rows)"
+        summary["start_ms"], summary["end_ms"] = first, last  # the monthly chart's span
     summary["symbols"] = sorted({t.symbol for t in trades})
     breakdowns = {"symbol": report["by_symbol"], "side": report["by_side"], "voter": report["by_model"],
                   "hour": report["by_hour"], "day": report["by_day"], "exit_reason": report["by_exit_reason"]}
     _write(path, lambda: write_report(
         path, summary, equity, breakdowns, title=f"Quorum {mode} record", trades=trades,
-        drawdown=drawdown_series(segments, initial_equity) if segments else None))
+        drawdown=drawdown_series(segments, initial_equity) if segments else None,
+        no_prices_reason=f"the {mode} record does not store candles (a `quorum backtest` report has them)"))

@@ -221,14 +221,19 @@ def all_breakdowns(trades: Sequence[ClosedTrade]) -> dict[str, dict[str, dict[st
 
 
 def monthly_returns(equity: Sequence[tuple[int, float]], initial_equity: float) -> dict[str, float]:
-    """Return in percent per calendar month ('YYYY-MM'), from month-end equity values."""
+    """Return in percent per calendar month ('YYYY-MM', UTC), from month-end equity values; the
+    first month's from `initial_equity`. Only months holding an equity point appear.
+
+    A point is the equity at its instant, the end of what came before it: one stamped exactly at
+    00:00 on the 1st (a bar closing at midnight) closes the previous month, so a record ending at
+    a month boundary gets no extra month."""
     out: dict[str, float] = {}
     prev = initial_equity
     last: dict[str, float] = {}
-    key, month_end = "", -1  # the month of the points being read, and the first ms after it
+    key, month_end = "", -1  # the month of the points being read, and its last instant + 1 ms
     for t, v in sorted(equity, key=lambda p: p[0]):
-        if t >= month_end or t < month_end - 31 * 86_400_000:  # a point in another month: find which
-            d = datetime.fromtimestamp(t / 1000, tz=UTC)
+        if t > month_end or t <= month_end - 31 * 86_400_000:  # a point in another month: find which
+            d = datetime.fromtimestamp((t - 1) / 1000, tz=UTC)
             key = f"{d.year:04d}-{d.month:02d}"
             nxt = datetime(d.year + d.month // 12, d.month % 12 + 1, 1, tzinfo=UTC)
             month_end = int(nxt.timestamp() * 1000)

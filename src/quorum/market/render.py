@@ -39,7 +39,8 @@ def _view_dict(v: TimeframeView) -> dict[str, Any]:
             "percent_b": _r(v.bb_pct_b, 4), "width_pct": _r(v.bb_width, 4),
         },
         "atr14": _r(v.atr), "atr14_pct_of_price": _r(v.atr_pct, 4),
-        "atr_pct_percentile_last_100_bars": _r(v.atr_pct_percentile, 3),
+        # share of the last 100 bars' ATR % at or below this bar's: 1 = the highest, 0.01 = the lowest
+        "atr_pct_share_of_last_100_bars_at_or_below": _r(v.atr_pct_percentile, 3),
         "ema": {"ema20": _r(v.ema20), "ema50": _r(v.ema50), "ema200": _r(v.ema200)},
         "ema_slope_pct_over_5_bars": {
             "ema20": _r(v.ema20_slope, 4), "ema50": _r(v.ema50_slope, 4), "ema200": _r(v.ema200_slope, 4),
@@ -90,6 +91,11 @@ def _fmt(x: Any) -> str:
     return str(x)
 
 
+def _share_pct(x: float | None) -> str:
+    """A share in [0, 1] as a percent ("97%"); "n/a" when unknown."""
+    return "n/a" if x is None else f"{x * 100:.3g}%"
+
+
 def render_prompt_text(snapshot: Snapshot) -> str:
     """Compact labelled text for a prompt; no dates; series oldest → newest."""
     d = to_prompt_dict(snapshot)
@@ -113,8 +119,8 @@ def render_prompt_text(snapshot: Snapshot) -> str:
             f"{_fmt(m['histogram'])}",
             f"  Bollinger20,2 upper {_fmt(bb['upper'])} mid {_fmt(bb['middle'])} lower {_fmt(bb['lower'])} "
             f"%B {_fmt(bb['percent_b'])} width {_fmt(bb['width_pct'])}%",
-            f"  ATR14 {_fmt(v['atr14'])} ({_fmt(v['atr14_pct_of_price'])}% of price, percentile "
-            f"{_fmt(v['atr_pct_percentile_last_100_bars'])} of last 100 bars)",
+            f"  ATR14 {_fmt(v['atr14'])} ({_fmt(v['atr14_pct_of_price'])}% of price; ATR% at or above "
+            f"{_share_pct(v['atr_pct_share_of_last_100_bars_at_or_below'])} of the last 100 bars, 100% = the highest)",
             f"  EMA20 {_fmt(e['ema20'])} EMA50 {_fmt(e['ema50'])} EMA200 {_fmt(e['ema200'])} | slopes % over 5 "
             f"bars {_fmt(sl['ema20'])} / {_fmt(sl['ema50'])} / {_fmt(sl['ema200'])}",
             f"  ADX14 {_fmt(v['adx14'])} +DI {_fmt(v['plus_di14'])} -DI {_fmt(v['minus_di14'])} | OBV slope "
