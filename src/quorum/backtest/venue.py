@@ -52,7 +52,7 @@ class BacktestVenue:
                  funding_source: Callable[[str, int], float | None] | None = None,
                  funding_rate: float | None = 0.0001, funding_interval_ms: int = 8 * 3_600_000) -> None:
         self.book = PaperBook(model=fill_model, wallet=wallet, brackets=brackets, funding_rate=funding_rate,
-                              funding_interval_ms=funding_interval_ms)
+                              funding_interval_ms=funding_interval_ms, rates=funding_source)
         self.filters = dict(filters)
         self.funding_source = funding_source
         self.fills: list[Fill] = []
@@ -119,7 +119,11 @@ class BacktestVenue:
 
     # --- market data -------------------------------------------------------------------------
     def on_price(self, symbol: str, price: float, time_ms: int) -> None:
+        """The price at `time_ms`: funding due up to it is settled first (on what is held)."""
+        paid = len(self.book.funding)
         self.book.on_price(symbol, price, time_ms)
+        if len(self.book.funding) != paid:
+            self._record()
 
     def funded_until(self, symbol: str, time_ms: int) -> None:
         """Funding is settled up to `time_ms` (a position's bars are shown from its next one)."""
@@ -127,11 +131,16 @@ class BacktestVenue:
         if marks is not None:
             marks.funded_until_ms = max(marks.funded_until_ms or 0, time_ms)
 
+    def settled_until(self, symbol: str) -> int | None:
+        """The last instant whose funding the venue has settled for `symbol` (None: unknown)."""
+        marks = self.book.symbols.get(symbol)
+        return None if marks is None else marks.funded_until_ms
+
     def on_bar(self, symbol: str, open_ms: int, o: float, h: float, lo: float, c: float,
                tf_ms: int) -> list[tuple[Fill, str]]:
         """Funding due by the bar's open, then the triggers on its range; returns (fill, kind)."""
         self._shown.pop(symbol, None)
-        self.book.on_bar(symbol, Candle(open_ms, o, h, lo, c, 0.0), open_ms + tf_ms, self.funding_source)
+        self.book.on_bar(symbol, Candle(open_ms, o, h, lo, c, 0.0), open_ms + tf_ms)
         return [(self._fill(t, t.reason or "", True), t.reason or "") for t in self._record()]
 
     # --- orders ------------------------------------------------------------------------------

@@ -15,7 +15,10 @@ Conventions
 - Within one bar, when both the stop and the take-profit are touched and neither is at the
   open, the stop is assumed to come first (pessimistic). A liquidation happens only when the
   liquidation price is reached before the stop (no stop, or the bar gaps through both).
-- Funding: payment = mark × |quantity| × rate; a positive rate means longs pay shorts.
+- Funding: payment = mark × |quantity| × rate; a positive rate means longs pay shorts. A
+  position pays funding time T iff it is open at T; a fill at T comes just after T (an entry at
+  T does not pay, a close at T does): the venue's `PaperBook` settles `funding_times(settled, T)`
+  before anything happens at T.
 """
 
 from __future__ import annotations

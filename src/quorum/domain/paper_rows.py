@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from quorum.domain.fills import FillModel
 from quorum.domain.models import OrderState, Side
 from quorum.domain.venue import VenueOrder
 
@@ -106,6 +107,17 @@ class BookFunding:
     mark_price: float
     quantity: float
     amount: float
+
+
+def funding_row(pos: BookPosition, time_ms: int, mark: float, published: float | None,
+                fallback: float | None) -> tuple[BookFunding, str] | None:
+    """What `pos` pays (+) or receives (−) at funding time `time_ms` at `mark`: at the `published`
+    rate, else at the `fallback` ("published" / "fallback" says which); None without either."""
+    rate, source = (published, "published") if published is not None else (fallback, "fallback")
+    if rate is None:
+        return None
+    amount = FillModel.funding_payment(pos.side, pos.quantity, mark, rate)
+    return BookFunding(pos.symbol, time_ms, rate, mark, pos.quantity, amount), source
 
 
 @dataclass

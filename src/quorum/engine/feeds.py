@@ -2,7 +2,8 @@
 
 - `ReplayPaperFeed` (backtest / demo on files): each closed execution bar goes to
   `PaperExchange.on_bar`; at time T the venue's price becomes the OPEN of the bar that opens at
-  T — the price at that instant, so decisions taken at T fill at the next bar's open.
+  T — the price at that instant, so decisions taken at T fill at the next bar's open (and funding
+  due at T is settled at it first, on what is held at T).
 - `LivePaperFeed` (paper trading on live data): the closed bars of the monitor stream (1m) and,
   at T, the close of the bar that closed at T (during a catch-up, that old bar's close; at a
   decision time, the live feed's last price).

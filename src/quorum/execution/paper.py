@@ -4,7 +4,8 @@ Postgres (tables `paper_*`, written by `quorum.store.paper`).
 It implements the `Exchange` protocol, so the engine cannot tell it from Binance, and it uses
 the shared `FillModel` (quorum.domain.fills), so paper and backtest fill alike: market orders
 fill at the last price (from `on_price` / `on_bar`) plus slippage; reduce-only stops and
-take-profits and the liquidation trigger inside `on_bar`; funding at each funding time at the
+take-profits and the liquidation trigger inside `on_bar`; funding at each funding time, on what
+is held at that instant (an entry filled at T does not pay T's funding, a close at T does), at the
 rate `funding_source` gives (recorded data in a replay, the rate Binance published on live data)
 and only when none can be had the fixed `funding_rate` (PAPER_FUNDING_RATE); `funding_stats`
 counts both. The rules themselves: `quorum.execution.paper_book`.
@@ -87,14 +88,14 @@ class PaperExchange:
             CallableFunding(funding_source) if funding_source is not None and not hasattr(funding_source, "prefetch")
             else cast("FundingSource | None", funding_source))
         self.funding_stats = {"published": 0, "fallback": 0}
-        self._funded_hint: dict[str, int] = {}
         self.funding_interval_ms = funding_interval_ms
         self.timeframe_ms = timeframe_ms
         self._clock = clock
         self._ids = Ids()
         self.book = PaperBook(model=self.model, wallet=initial_balance, brackets=self._brackets,
                               funding_rate=funding_rate, funding_interval_ms=funding_interval_ms, ids=self._ids,
-                              on_funding=self._funded)
+                              on_funding=self._funded,
+                              rates=None if self.funding_source is None else self.funding_source.rate)
         self._started = False
 
     def _funded(self, source: str) -> None:
@@ -143,16 +144,27 @@ class PaperExchange:
             await self._write(marks_too=True)
 
     # --- market data in ------------------------------------------------------------------
+    async def _prefetch(self, symbol: str, until_ms: int | None) -> None:
+        """Fetch the rates of the funding the book will settle up to `until_ms` (the symbol's last
+        price time if None), before the books are touched: only for a position with funding due."""
+        marks = self.book.symbols.get(symbol)
+        until = until_ms if until_ms is not None else (None if marks is None else marks.last_time_ms)
+        if self.funding_source is not None and until is not None:
+            due = self.book.funding_due(symbol, until)
+            if due:
+                await self.funding_source.prefetch(symbol, due[0] - 1, due[-1])
+
     async def on_price(self, symbol: str, price: float, time_ms: int) -> None:
-        """The latest (mark/last) price; market orders fill from it. While the symbol is flat its
-        progress marks move with the price: the path is seen up to `time_ms` and funding is
-        settled up to just before it — the funding due AT `time_ms` is charged to what is held
-        after the orders at `time_ms` (the convention the backtester shares)."""
+        """The price at `time_ms` (mark/last); market orders fill from it. Funding due up to and
+        including `time_ms` is settled first, on what is held before any order at `time_ms` fills
+        (the rule: `quorum.execution.paper_book`). While the symbol is flat its progress marks
+        move with the price."""
         await self._ensure()
         new = symbol not in self.book.symbols
+        await self._prefetch(symbol, time_ms)
         self.book.on_price(symbol, price, time_ms)
-        if new:  # a symbol's first price is stored at once: the venue knows it from then on
-            await self._write(marks_too=True)
+        # a symbol's first price is stored at once (the venue knows it from then on); funding too
+        await self._write(marks_too=new)
 
     async def held(self) -> dict[str, int | None]:
         """Symbols with an open position → the close time of the last bar the venue processed
@@ -169,26 +181,26 @@ class PaperExchange:
         close_ms = bar.open_ms + (timeframe_ms or self.timeframe_ms)
         if self.book.seen(symbol, close_ms):
             return []
-        rate = None
-        if self.funding_source is not None:  # rates are fetched before the books are touched
-            since = self._funded_hint.get(symbol, bar.open_ms - 30 * 86_400_000)
-            await self.funding_source.prefetch(symbol, since, bar.open_ms)
-            rate = self.funding_source.rate
+        await self._prefetch(symbol, bar.open_ms)
         await self._ids_for_change()
         new = symbol not in self.book.symbols
-        trades = self.book.on_bar(symbol, bar, close_ms, rate)
+        trades = self.book.on_bar(symbol, bar, close_ms)
         fills = [self.book.fill_view(t, self.book.orders.get(t.client_order_id)) for t in trades]
         await self._write(marks_too=new)
-        self._funded_hint[symbol] = max(self._funded_hint.get(symbol, 0), bar.open_ms)
         return fills
 
     # --- trading -------------------------------------------------------------------------
     async def create_order(self, request: OrderRequest) -> VenueOrder:
         await self._ensure()
         filters = await self.symbol_filters(request.symbol)
+        now = self._clock() if self._clock else None
+        if not request.conditional:
+            await self._prefetch(request.symbol, now)  # a fill settles the funding due by its time
         await self._ids_for_change()
-        order = self.book.create_order(request, filters, self._clock() if self._clock else None)
-        await self._write()
+        try:
+            order = self.book.create_order(request, filters, now)
+        finally:
+            await self._write()  # a refused order changed nothing but the funding it settled
         return order.view()
 
     async def cancel_order(self, symbol: str, client_order_id: str, *, conditional: bool = False) -> VenueOrder | None:

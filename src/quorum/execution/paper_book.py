@@ -9,12 +9,23 @@ venue's rules, with the shared `FillModel` and the shared venue rules (`venue_ru
   (notional / the symbol's leverage) plus the fee must fit in wallet − used margin;
 - reduce-only STOP_MARKET / TAKE_PROFIT_MARKET orders trigger inside `on_bar` (the bar stands in
   for the mark price; the stop nearest the price first); a liquidation closes the position at
-  the liquidation price with the taker fee;
-- funding for every funding time up to the bar's open, charged at the bar's open;
+  the liquidation price with the taker fee; a trigger on a bar fills at the bar's open time;
 - when a position closes its remaining reduce-only orders expire.
 
-A failed operation (refused order, insufficient margin) changes nothing. Ids for new orders and
-trades come from `ids` (the database's sequences for a persisted book, a counter otherwise).
+Funding at the instant: a position pays (or receives) the funding of time T iff it is open at
+T, on the quantity held at T, at the price at T (mark × quantity × rate; the rate from `rates`,
+else the fallback `funding_rate`). What the venue does at T — a market fill at T, a trigger on
+the bar opening at T — happens just after T: an entry filled at T does not pay T's funding; a
+close or reduce filled at T, or a stop / take-profit / liquidation on the bar opening at T, pays
+it on the quantity held before the fill. The rule lives in `_settle`: whenever the book first
+meets an instant T — the price at T (`on_price`), a market order at T (`create_order`), the bar
+opening at T (`on_bar`, at its open) — the funding due up to and including T is settled before
+anything else; `funded_until_ms` is the last instant settled (a flat symbol's follows its
+price). The paper engine and the backtester drive this same book.
+
+A failed operation (refused order, insufficient margin) changes nothing, except funding due by
+its time, which is settled first (it was due anyway). Ids for new orders and trades come from
+`ids` (the database's sequences for a persisted book, a counter otherwise).
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ from quorum.domain.paper_rows import (
     FundingSource,
     Ids,
     SymbolMarks,
+    funding_row,
 )
 from quorum.execution.exchange import (
     InsufficientMargin,
@@ -58,11 +70,13 @@ class PaperBook(PaperBookReads):
 
     def __init__(self, *, model: FillModel, wallet: float, brackets: dict[str, tuple[Bracket, ...]] | None = None,
                  funding_rate: float | None = 0.0001, funding_interval_ms: int = 8 * 3_600_000,
-                 ids: Ids | None = None, on_funding: Callable[[str], None] | None = None) -> None:
+                 ids: Ids | None = None, on_funding: Callable[[str], None] | None = None,
+                 rates: Callable[[str, int], float | None] | None = None) -> None:
         self.model = model
         self.wallet = wallet
         self.brackets = dict(brackets or {})
         self.funding_rate = funding_rate
+        self.rates = rates  # (symbol, funding time) -> the published rate, None if unknown
         self.funding_interval_ms = funding_interval_ms
         self.ids = ids or Ids(counting=True)
         self.on_funding = on_funding
@@ -115,9 +129,7 @@ class PaperBook(PaperBookReads):
         c = self._changes
         trades, funding = c.trades, c.funding
         c.trades, c.funding = [], []
-        self._dirty_symbols.clear()
-        self._dirty_positions.clear()
-        self._dirty_orders.clear()
+        self._dirty_symbols, self._dirty_positions, self._dirty_orders = set(), set(), set()
         self._wallet_dirty = False
         return trades, funding
 
@@ -142,10 +154,13 @@ class PaperBook(PaperBookReads):
 
     # --- market data ------------------------------------------------------------------------
     def on_price(self, symbol: str, price: float, time_ms: int) -> None:
-        """The latest price; market orders fill from it. While the symbol is flat its progress
-        marks move with the price (seen up to `time_ms`, funding settled to just before it)."""
+        """The price at `time_ms`; market orders fill from it. Funding due up to `time_ms` is
+        settled first (on a position: at this price). While the symbol is flat its progress marks
+        move with the price (seen and funding settled up to `time_ms`)."""
         if price <= 0:
             raise ValueError(f"{symbol}: price must be > 0")
+        if symbol in self.positions:
+            self._settle(symbol, time_ms, price)
         known = symbol in self.symbols
         m = self._marks(symbol)
         m.last_price, m.last_time_ms = price, time_ms
@@ -154,23 +169,10 @@ class PaperBook(PaperBookReads):
         elif symbol not in self.positions:  # (no max(): the simulator calls this for every decision)
             if m.bar_until_ms is None or m.bar_until_ms < time_ms:
                 m.bar_until_ms = time_ms
-            if m.funded_until_ms is None or m.funded_until_ms < time_ms - 1:
-                m.funded_until_ms = time_ms - 1
+            if m.funded_until_ms is None or m.funded_until_ms < time_ms:
+                m.funded_until_ms = time_ms
 
-    def held(self) -> dict[str, int | None]:
-        """Symbols with an open position → the close of the last bar processed for them."""
-        out: dict[str, int | None] = {}
-        for sym in sorted(self.positions):
-            m = self.symbols.get(sym)
-            out[sym] = None if m is None else (m.bar_until_ms if m.bar_until_ms is not None else m.last_time_ms)
-        return out
-
-    def seen(self, symbol: str, close_ms: int) -> bool:
-        m = self.symbols.get(symbol)
-        return m is not None and m.bar_until_ms is not None and close_ms <= m.bar_until_ms
-
-    def on_bar(self, symbol: str, bar: Candle, close_ms: int, rate: Callable[[str, int], float | None] | None
-               ) -> list[BookTrade]:
+    def on_bar(self, symbol: str, bar: Candle, close_ms: int) -> list[BookTrade]:
         """Process one closed bar (ending at `close_ms`): funding due by its open, then stops,
         take-profits and liquidation on its range; its close becomes the last price. A bar
         already processed is ignored."""
@@ -180,9 +182,7 @@ class PaperBook(PaperBookReads):
         if m is None:
             m = self._marks(symbol)
             m.last_price, m.last_time_ms, m.funded_until_ms = bar.open, bar.open_ms, bar.open_ms
-        funded_until = m.funded_until_ms if m.funded_until_ms is not None else bar.open_ms
-        for t in funding_times(funded_until, bar.open_ms, self.funding_interval_ms):
-            self._apply_funding(symbol, t, bar.open, rate)
+        self._settle(symbol, bar.open_ms, bar.open)
         fills: list[BookTrade] = []
         for _ in range(MAX_TRIGGERS_PER_BAR):
             fill = self._trigger(symbol, bar)
@@ -191,27 +191,28 @@ class PaperBook(PaperBookReads):
             fills.append(fill)
         m = self._marks(symbol)
         m.last_price, m.last_time_ms, m.bar_until_ms = bar.close, close_ms, close_ms
-        m.funded_until_ms = max(bar.open_ms, m.funded_until_ms if m.funded_until_ms is not None else bar.open_ms)
         return fills
 
-    def _apply_funding(self, symbol: str, t: int, mark: float, rate_of: Callable[[str, int], float | None] | None
-                       ) -> None:
+    def _settle(self, symbol: str, t: int, mark: float) -> None:
+        """Funding up to and including instant `t`, on the position held now (before anything
+        happens at `t`), at `mark`; then funding is settled up to `t` (the module docstring)."""
+        m = self.symbols.get(symbol)
+        done = None if m is None else m.funded_until_ms
+        if done is not None and done >= t:
+            return
         pos = self.positions.get(symbol)
-        if pos is None or (symbol, t) in self.funding:
-            return
-        rate = rate_of(symbol, t) if rate_of is not None else None
-        source = "published"
-        if rate is None:
-            rate, source = self.funding_rate, "fallback"
-        if rate is None:
-            return
-        amount = self.model.funding_payment(pos.side, pos.quantity, mark, rate)
-        row = BookFunding(symbol, t, rate, mark, pos.quantity, amount)
-        self.funding[(symbol, t)] = row
-        self._changes.funding.append(row)
-        self._set_wallet(self.wallet - amount)
-        if self.on_funding is not None:
-            self.on_funding(source)
+        if pos is not None and done is not None:
+            for ft in funding_times(done, t, self.funding_interval_ms):
+                paid = None if (symbol, ft) in self.funding else funding_row(
+                    pos, ft, mark, None if self.rates is None else self.rates(symbol, ft), self.funding_rate)
+                if paid is not None:
+                    row, source = paid
+                    self.funding[(symbol, ft)] = row
+                    self._changes.funding.append(row)
+                    self._set_wallet(self.wallet - row.amount)
+                    if self.on_funding is not None:
+                        self.on_funding(source)
+        self._marks(symbol).funded_until_ms = t
 
     def _trigger(self, symbol: str, bar: Candle) -> BookTrade | None:
         pos = self.positions.get(symbol)
@@ -272,6 +273,8 @@ class PaperBook(PaperBookReads):
             raise UnknownSymbol(f"{req.symbol}: no price yet on the paper venue")
         price = m.last_price
         t = int(now_ms if now_ms is not None else (m.last_time_ms or 0))
+        if not req.conditional:
+            self._settle(req.symbol, t, price)  # a fill at t comes after t's funding
         if req.quantity < filters.min_qty - EPS:
             raise OrderRejected(f"quantity {req.quantity} below min {filters.min_qty}", code="-4003")
         pos = self.positions.get(req.symbol)

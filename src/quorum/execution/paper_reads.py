@@ -1,9 +1,11 @@
-"""What the paper venue's books say — orders, positions, fills, funding, balance — as the
-`Exchange` protocol's values: the read side of `quorum.execution.paper_book.PaperBook` (a mixin;
-the views of positions are kept until their symbol changes)."""
+"""What the paper venue's books say — orders, positions, fills, funding, balance, how far each
+symbol was seen and settled — as the `Exchange` protocol's values: the read side of
+`quorum.execution.paper_book.PaperBook` (a mixin; the views of positions are kept until their
+symbol changes)."""
 
 from __future__ import annotations
 
+from quorum.domain.fills import funding_times
 from quorum.domain.paper_rows import BookFunding, BookOrder, BookPosition, BookTrade, SymbolMarks
 from quorum.domain.venue import Balance, FundingEntry, VenueFill, VenueOrder, VenuePosition
 
@@ -18,7 +20,30 @@ class PaperBookReads:
     open_orders: dict[str, dict[str, BookOrder]]
     trades: dict[str, list[BookTrade]]
     funding: dict[tuple[str, int], BookFunding]
+    funding_interval_ms: int
     _views: dict[str, VenuePosition]
+
+    def held(self) -> dict[str, int | None]:
+        """Symbols with an open position → the close of the last bar processed for them."""
+        out: dict[str, int | None] = {}
+        for sym in sorted(self.positions):
+            m = self.symbols.get(sym)
+            out[sym] = None if m is None else (m.bar_until_ms if m.bar_until_ms is not None else m.last_time_ms)
+        return out
+
+    def seen(self, symbol: str, close_ms: int) -> bool:
+        """The bar closing at `close_ms` was processed already."""
+        m = self.symbols.get(symbol)
+        return m is not None and m.bar_until_ms is not None and close_ms <= m.bar_until_ms
+
+    def funding_due(self, symbol: str, until_ms: int) -> list[int]:
+        """The funding times up to `until_ms` that the position on `symbol` has still to settle
+        (none when flat): what a venue with published rates must know before it moves to
+        `until_ms`."""
+        m = self.symbols.get(symbol)
+        if symbol not in self.positions or m is None or m.funded_until_ms is None:
+            return []
+        return funding_times(m.funded_until_ms, until_ms, self.funding_interval_ms)
 
     @staticmethod
     def fill_view(t: BookTrade, order: BookOrder | None) -> VenueFill:
