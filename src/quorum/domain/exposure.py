@@ -4,8 +4,10 @@
   MAX_CONCURRENT_POSITIONS;
 - one open position per symbol; blocked symbols;
 - total notional cap (MAX_TOTAL_NOTIONAL_PCT of equity) — the new trade may be resized to fit;
-- correlation clusters: symbols whose rolling return correlation ≥ CORRELATION_THRESHOLD are
-  linked (transitively); at most MAX_POSITIONS_PER_CLUSTER same-direction positions per cluster;
+- correlation clusters (`quorum.domain.clusters`: hourly returns of the last 30 days, per UTC
+  day): symbols whose return correlation ≥ CORRELATION_THRESHOLD are linked (transitively); at
+  most MAX_POSITIONS_PER_CLUSTER same-direction positions per cluster (reason
+  `correlation_cluster_full:A+B`, naming the cluster);
 - anti-churn: re-entry cool-down after closing a symbol, MAX_OPENS_PER_HOUR (the minimum hold
   time lives in `exits.consensus_close`, as it never applies to stops).
 """
@@ -17,12 +19,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
+from quorum.domain.clusters import cluster_name, correlation_clusters
 from quorum.domain.models import Side
 
 HOUR_MS = 3_600_000
+__all__ = ["ExposurePolicy", "ExposureState", "OpenExposure", "correlation_clusters", "exposure_check",
+           "max_positions"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +66,7 @@ class ExposureState:
     open_positions: tuple[OpenExposure, ...] = ()
     recent_open_ms: tuple[int, ...] = ()  # open times of positions opened recently (≥ last hour)
     last_exit_ms: Mapping[str, int] = field(default_factory=dict)  # symbol → last close time
-    clusters: tuple[frozenset[str], ...] = ()
+    clusters: tuple[frozenset[str], ...] = ()  # correlation clusters in force (`domain.clusters`)
 
 
 def max_positions(equity: float, policy: ExposurePolicy) -> int:
@@ -73,41 +75,6 @@ def max_positions(equity: float, policy: ExposurePolicy) -> int:
         return 0
     by_capital = int(equity // policy.capital_per_position) if policy.capital_per_position > 0 else 1
     return max(1, min(policy.max_concurrent_positions, by_capital))
-
-
-def correlation_clusters(
-    returns: Mapping[str, npt.NDArray[np.float64]], threshold: float
-) -> tuple[frozenset[str], ...]:
-    """Group symbols whose return series (aligned, same length; NaNs dropped pairwise) correlate
-    at ≥ threshold; linked pairs are merged transitively (union-find). Singletons are omitted."""
-    symbols = sorted(returns)
-    parent = {s: s for s in symbols}
-
-    def find(x: str) -> str:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for i, a in enumerate(symbols):
-        for b in symbols[i + 1:]:
-            ra, rb = np.asarray(returns[a], dtype=np.float64), np.asarray(returns[b], dtype=np.float64)
-            n = min(len(ra), len(rb))
-            if n < 3:
-                continue
-            ra, rb = ra[-n:], rb[-n:]
-            ok = np.isfinite(ra) & np.isfinite(rb)
-            if ok.sum() < 3:
-                continue
-            x, y = ra[ok], rb[ok]
-            if float(np.std(x)) == 0.0 or float(np.std(y)) == 0.0:
-                continue
-            if float(np.corrcoef(x, y)[0, 1]) >= threshold:
-                parent[find(a)] = find(b)
-    groups: dict[str, set[str]] = {}
-    for s in symbols:
-        groups.setdefault(find(s), set()).add(s)
-    return tuple(frozenset(g) for g in groups.values() if len(g) > 1)
 
 
 def exposure_check(symbol: str, side: Side, equity: float, now_ms: int, state: ExposureState,
@@ -131,7 +98,7 @@ def exposure_check(symbol: str, side: Side, equity: float, now_ms: int, state: E
         if sym in cluster:
             same = sum(1 for p in open_positions if p.symbol in cluster and p.side is side)
             if same >= policy.max_positions_per_cluster:
-                reasons.append("correlation_cluster_full")
+                reasons.append("correlation_cluster_full:" + cluster_name(cluster))
     used = sum([abs(p.notional) for p in open_positions])
     room = max(0.0, equity * policy.max_total_notional_pct / 100.0 - used) if equity > 0 else 0.0
     return tuple(reasons), room

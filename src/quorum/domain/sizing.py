@@ -83,8 +83,8 @@ def confidence_scale(confidence: float, min_confidence: float, cap: float) -> fl
 
 def kelly_risk_fraction(win_rate: float, payoff: float, fraction: float) -> float | None:
     """Fractional Kelly: fraction × (W − (1 − W)/b) of equity at risk, None when unusable.
-    May be ≤ 0 (no edge in the record)."""
-    if fraction <= 0 or not (0 <= win_rate <= 1) or not finite_positive(payoff):
+    May be ≤ 0 (no edge in the record). b = +inf (a record without a loss) gives fraction × W."""
+    if fraction <= 0 or not (0 <= win_rate <= 1) or math.isnan(payoff) or payoff <= 0:
         return None
     return fraction * (win_rate - (1.0 - win_rate) / payoff)
 

@@ -30,7 +30,7 @@ from quorum.domain.exits import ExitPolicy
 from quorum.domain.exposure import ExposureState, OpenExposure
 from quorum.domain.fills import FillModel
 from quorum.domain.models import Action, Bracket, Proposal, Regime, Side, SymbolFilters, Vote
-from quorum.domain.risk import RiskContext, RiskPolicy
+from quorum.domain.risk import RiskContext, RiskPolicy, TrackRecord
 from quorum.domain.rules import RULES_VOTER
 
 HOUR_MS = 3_600_000
@@ -107,21 +107,24 @@ class OpenPositionFact:
 
 
 def exposure_state(open_positions: Iterable[OpenPositionFact], recent_open_ms: Sequence[int],
-                   last_exit_ms: Mapping[str, int], now_ms: int) -> ExposureState:
+                   last_exit_ms: Mapping[str, int], now_ms: int,
+                   clusters: tuple[frozenset[str], ...] = ()) -> ExposureState:
     return ExposureState(
         open_positions=tuple(OpenExposure(p.symbol, p.side, p.quantity * p.mark_price) for p in open_positions),
         recent_open_ms=tuple(t for t in recent_open_ms if now_ms - HOUR_MS < t <= now_ms),
         last_exit_ms=dict(last_exit_ms),
+        clusters=clusters,
     )
 
 
 def risk_context(*, equity: float, available: float, now_ms: int, brackets: Sequence[Bracket],
                  filters: SymbolFilters | None, atr: float | None, atr_pct_percentile: float | None,
                  regime: Regime, funding_rate: float | None, exposure: ExposureState,
-                 breakers: brk.BreakerBook, policy: RiskPolicy) -> RiskContext:
+                 breakers: brk.BreakerBook, policy: RiskPolicy, record: TrackRecord | None = None) -> RiskContext:
     return RiskContext(equity=equity, now_ms=now_ms, brackets=tuple(brackets), available_balance=available,
                        filters=filters, atr=atr, atr_pct_percentile=atr_pct_percentile, regime=regime,
-                       funding_rate=funding_rate, exposure=exposure, breakers=breakers, policy=policy)
+                       funding_rate=funding_rate, exposure=exposure, breakers=breakers, record=record,
+                       policy=policy)
 
 
 def finite_or_none(x: Any) -> float | None:

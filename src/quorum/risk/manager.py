@@ -11,7 +11,7 @@ Engine usage (all times UTC ms):
     rm = RiskManager(pool, settings, mode="paper")
     await rm.load()
     await rm.update_equity(equity, now_ms)                 # every cycle (breakers, day roll)
-    verdict = await rm.evaluate(proposal, equity=..., now_ms=..., filters=..., atr=..., ...)
+    verdict = await rm.evaluate(proposal, equity=..., now_ms=..., filters=..., atr=..., clusters=..., ...)
     state = rm.open_state(verdict, fill_price=..., quantity=..., opened_ms=..., position_id=...)
     state, intents = await rm.on_bar(state, bar)           # every execution bar / price update
     state, intents = await rm.on_consensus_close(state, now_ms, price)
@@ -39,6 +39,7 @@ from quorum.domain.models import OrderIntent, PositionState, Proposal, Regime, S
 from quorum.domain.risk import RiskContext, RiskPolicy, RiskVerdict, TrackRecord, evaluate, position_from_verdict
 from quorum.risk.brackets import BracketTable
 from quorum.store.positions import PositionRepository
+from quorum.store.reports import profit_totals
 from quorum.store.risk import RiskStore
 
 log = structlog.get_logger(__name__)
@@ -64,6 +65,7 @@ class RiskManager:
         self.policy = policy or RiskPolicy.from_settings(settings)
         self.exit_policy = exit_policy or ExitPolicy.from_settings(settings)
         self.brackets = brackets or BracketTable()
+        self.pool = pool
         self.store = RiskStore(pool, self.mode)
         self.positions = PositionRepository(pool, self.mode)
         self.book = brk.BreakerBook()
@@ -152,9 +154,13 @@ class RiskManager:
         proposal_id: int | None = None,
     ) -> RiskVerdict:
         """Judge one proposal and store the verdict (every proposal gets a row). Never raises for
-        bad proposal input: that is a rejected verdict. The breakers see `equity` first."""
+        bad proposal input: that is a rejected verdict. The breakers see `equity` first.
+        `clusters`: the correlation clusters in force (`engine.clusters`); `record`: the Kelly
+        cap's record, by default this mode's closed trades (`track_record`)."""
         await self.update_equity(equity, now_ms)
         exposure = await self.exposure_state(now_ms, open_positions, marks, clusters)
+        if record is None:
+            record = await self.track_record()
         ctx = RiskContext(
             equity=equity, now_ms=now_ms, brackets=self.brackets.for_symbol(proposal.symbol),
             available_balance=available_balance, filters=filters, atr=atr, atr_pct_percentile=atr_pct_percentile,
@@ -167,6 +173,14 @@ class RiskManager:
         log.info("risk_verdict", symbol=proposal.symbol, status=verdict.status, reasons=list(verdict.reasons),
                  quantity=verdict.quantity, leverage=verdict.leverage)
         return verdict
+
+    async def track_record(self) -> TrackRecord | None:
+        """This mode's closed trades as a record for the Kelly cap (None while KELLY_FRACTION is 0:
+        no query then)."""
+        if self.policy.kelly_fraction <= 0:
+            return None
+        row = await profit_totals(self.pool, self.mode)
+        return TrackRecord.from_totals(int(row["n"]), int(row["wins"]), float(row["won"]), float(row["lost"]))
 
     def open_state(self, verdict: RiskVerdict, *, fill_price: float, quantity: float, opened_ms: int,
                    position_id: str, atr: float | None = None, decision_id: str | None = None) -> PositionState:

@@ -115,7 +115,7 @@ def test_exposure_rules() -> None:
     )
     reasons, room = exposure_check("SOLUSDT", Side.LONG, 200.0, now, state, EXP)
     assert set(reasons) == {"max_concurrent_positions", "reentry_cooldown", "max_opens_per_hour",
-                            "correlation_cluster_full"}
+                            "correlation_cluster_full:ETHUSDT+SOLUSDT"}
     assert room == 0.0  # 800 cap − 800 used
     assert exposure_check("SOLUSDT", Side.LONG, 300.0, now, state, EXP)[1] == 400.0
     reasons, _ = exposure_check("SOLUSDT", Side.SHORT, 10_000.0, now + 3_600_000, state, EXP)
