@@ -1,7 +1,7 @@
 """Parsing and validation of single configuration values (lists, bind addresses, endpoint URLs,
-partial-exit plans), the model providers' defaults and `ProviderConfig`, and the environment as
-`Settings` sees it (`.env` under the process environment). No pydantic model here: `settings.py`
-uses these in its validators.
+partial-exit plans, MODELS entries), the model providers' defaults and `ProviderConfig`, the
+environment as `Settings` sees it (`.env` under the process environment) and `ConfigError`. No
+pydantic model here: `settings.py` uses these in its validators.
 """
 
 from __future__ import annotations
@@ -28,7 +28,13 @@ OPENAI_COMPATIBLE_DEFAULTS: dict[str, str] = {
     "llamacpp": "http://127.0.0.1:8080/v1",
 }
 KEYLESS_PROVIDERS = frozenset({"ollama", "llamacpp"})
+# Every provider MODELS may name without its own <PROVIDER>_BASE_URL.
+KNOWN_PROVIDERS = frozenset(OPENAI_COMPATIBLE_DEFAULTS) | {"anthropic"}
 SECRET_SUFFIXES = ("_API_KEY", "_API_SECRET", "_TOKEN", "_PASSWORD", "_SECRET")
+
+
+class ConfigError(Exception):
+    """A configuration value is unusable. The message is one line per problem, safe to print."""
 
 
 def split_csv(value: Any) -> Any:
@@ -95,6 +101,24 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_models(entries: list[str]) -> list[str]:
+    """MODELS entries: each `provider:model`, the provider a known one or one with its own
+    `<PROVIDER>_BASE_URL` (any other OpenAI-compatible endpoint). A typo stops start-up."""
+    env: dict[str, str] | None = None
+    for item in entries:
+        provider, sep, model = item.partition(":")
+        if not sep or not provider.strip() or not model.strip():
+            raise ValueError(f"entry {item!r} must look like provider:model, e.g. openai:gpt-4.1-mini")
+        name = provider.strip().lower()
+        if name not in KNOWN_PROVIDERS:
+            env = env if env is not None else env_with_dotenv()
+            if not env.get(f"{name.upper()}_BASE_URL"):
+                known = ", ".join(sorted(KNOWN_PROVIDERS))
+                raise ValueError(f"entry {item!r}: unknown provider {name!r}; known: {known} "
+                                 f"(another OpenAI-compatible endpoint needs {name.upper()}_BASE_URL)")
+    return entries
 
 
 def env_with_dotenv() -> dict[str, str]:
