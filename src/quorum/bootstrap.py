@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
+import structlog
 
 from quorum.cache import Cache, FallbackCache, make_cache
 from quorum.clock import Clock, SimulatedClock, service_clock
@@ -83,9 +84,15 @@ async def open_record_pool(settings: Settings, *, url: str | None = None, min_si
 
 @asynccontextmanager
 async def record_pool(settings: Settings, *, max_size: int = 4) -> AsyncIterator[asyncpg.Pool]:
-    """`open_record_pool` for one command: a small pool, closed when the block ends."""
+    """`open_record_pool` for one command: a small pool, closed when the block ends. The migrations
+    are applied first (idempotent, as `quorum run` does), so a fresh database reads as an empty record."""
+    from quorum.store.migrate import apply_migrations
+
     pool = await open_record_pool(settings, min_size=1, max_size=max_size)
     try:
+        async with pool.acquire() as conn:
+            if applied := await apply_migrations(conn):
+                structlog.get_logger(__name__).info("database.migrated", applied=applied)
         yield pool
     finally:
         await pool.close()

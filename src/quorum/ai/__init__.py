@@ -15,8 +15,9 @@ With a pool, `decide()` writes the snapshot, the decision, one `model_votes` row
 and the proposal in one transaction (`persist=False` skips it, e.g. in backtests).
 
 `build_analysts(settings, ...)` alone gives the configured voters: one per MODELS entry that
-has a key (a model without a key is skipped with one warning), and the rules analyst when no
-model is usable (or always with RULES_VOTER=always). Every model of one provider shares one
+has a key (a model without a key is skipped with one warning), one per ANALYSTS entry (your own
+analyst, `PATH.py:ClassName`: `quorum.ai.user_analysts`), and the rules analyst when no model
+or own analyst is usable (or always with RULES_VOTER=always). Every model of one provider shares one
 concurrency cap (`<PROVIDER>_MAX_CONCURRENCY`, default MODEL_MAX_CONCURRENCY HTTP calls in flight).
 """
 
@@ -29,11 +30,9 @@ from typing import Any
 import structlog
 
 from quorum.ai.analysts import Analyst, BudgetSink, ModelAnalyst, RulesAnalyst
-from quorum.ai.anthropic_provider import AnthropicClient
 from quorum.ai.consensus import ConsensusEngine, ConsensusResult
 from quorum.ai.context import AccountView, PositionView, VoteContext
 from quorum.ai.cost import CostTracker, load_prices, utc_day
-from quorum.ai.openai_provider import OpenAIChatClient
 from quorum.ai.parsing import Limits
 from quorum.ai.prompts import PromptLimits, PromptSet
 from quorum.ai.retry import RetryPolicy
@@ -74,6 +73,9 @@ def build_analysts(
         retry = retry or retry_policy(settings)
         plimits = PromptLimits.from_settings(settings)
         limits = validation_limits(settings)
+    if settings.models:  # the providers' SDKs only when a model votes (about a second of imports)
+        from quorum.ai.anthropic_provider import AnthropicClient
+        from quorum.ai.openai_provider import OpenAIChatClient
     seen: set[str] = set()
     limiters: dict[str, asyncio.Semaphore] = {}  # one per provider, shared by its models
     for entry in settings.models:
@@ -106,6 +108,10 @@ def build_analysts(
         analysts.append(ModelAnalyst(client, prompts, prompt_limits=plimits, limits=limits, retry=retry,
                                      cache=cache, cache_ttl_seconds=settings.cache_ttl_seconds, cost=cost,
                                      budget_sink=budget_sink, limiter=limiter))
+    if settings.analysts:  # the user's own (`quorum.ai.user_analysts`): a broken file stops start-up in one line
+        from quorum.ai.user_analysts import load_user_analysts
+
+        analysts.extend(load_user_analysts(settings.analysts))
     if not analysts or settings.rules_voter == "always":
         analysts.insert(0, RulesAnalyst(settings.decision_timeframe))
     log.info("ai.voters", voters=[a.name for a in analysts])

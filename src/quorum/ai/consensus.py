@@ -54,10 +54,13 @@ def new_decision_id(symbol: str, time_ms: int) -> str:
 
 
 def analyst_kind(analysts: Sequence[Any]) -> str:
-    """decisions.analyst: 'models' when any model votes, else 'replay' or 'rules'."""
+    """decisions.analyst: 'models' when any model votes, else 'custom' (a user's analyst), 'replay'
+    or 'rules'."""
     kinds = {getattr(a, "kind", "model") for a in analysts}
     if "model" in kinds:
         return "models"
+    if "user" in kinds:
+        return "custom"
     if "replay" in kinds:
         return "replay"
     return "rules"
@@ -109,6 +112,9 @@ class ConsensusEngine:
         # overlap the slow voter's wait instead of delaying the slow voter's request.
         self._latency: dict[str, float] = {}
         self._batch: list[dict[str, Any]] | None = None  # decisions waiting for `batched()`'s end
+        # voter → "contaminated: …" label (`quorum.ai.cutoffs`), set when a past period is decided
+        # under --allow-contaminated: every record of that voter carries it (and so its stored vote)
+        self.contamination: dict[str, str] = {}
 
     @classmethod
     def from_settings(cls, settings: Any, analysts: Sequence[Analyst], *, weights: WeightSource | None = None,
@@ -190,6 +196,8 @@ class ConsensusEngine:
                 rec = record_for(result, provider=prov or a.name, model=model or a.name, snapshot_hash=shash,
                                  prompt_version=getattr(getattr(a, "prompts", None), "version", "n/a"),
                                  latency_ms=int(self.deadline_seconds * 1000), error="deadline exceeded")
+            if a.name in self.contamination:
+                rec = replace(rec, contaminated=self.contamination[a.name])
             records.append(rec)
             if not rec.cached:
                 seen = rec.latency_ms / 1000

@@ -10,18 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
-import anthropic
-import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 T = TypeVar("T")
 
 _RETRYABLE_STATUS = {408, 409, 429}
+
+
+def _sdk_errors(name: str) -> tuple[type[BaseException], ...]:
+    """The providers' SDK exception classes called `name` — of the SDKs already imported: an
+    exception can only come from a loaded SDK, and a backtest without models never loads them."""
+    found = []
+    for sdk in ("openai", "anthropic"):
+        cls = getattr(sys.modules.get(sdk), name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException):
+            found.append(cls)
+    return tuple(found)
 
 
 def status_of(exc: BaseException) -> int | None:
@@ -31,7 +41,7 @@ def status_of(exc: BaseException) -> int | None:
 
 def is_retryable(exc: BaseException) -> bool:
     """True for transient failures (see module docstring)."""
-    if isinstance(exc, openai.APIConnectionError | anthropic.APIConnectionError | asyncio.TimeoutError | TimeoutError):
+    if isinstance(exc, (*_sdk_errors("APIConnectionError"), asyncio.TimeoutError, TimeoutError)):
         return True  # includes the SDKs' APITimeoutError
     if isinstance(exc, ConnectionError):
         return True
@@ -43,9 +53,9 @@ def is_retryable(exc: BaseException) -> bool:
 
 def error_kind(exc: BaseException) -> str:
     """A low-cardinality label for metrics and audit rows."""
-    if isinstance(exc, openai.APITimeoutError | anthropic.APITimeoutError | asyncio.TimeoutError | TimeoutError):
+    if isinstance(exc, (*_sdk_errors("APITimeoutError"), asyncio.TimeoutError, TimeoutError)):
         return "timeout"
-    if isinstance(exc, openai.APIConnectionError | anthropic.APIConnectionError | ConnectionError):
+    if isinstance(exc, (*_sdk_errors("APIConnectionError"), ConnectionError)):
         return "connection"
     status = status_of(exc)
     if status == 429:

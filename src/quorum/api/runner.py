@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -234,18 +235,39 @@ async def _close_quietly(app: Any) -> None:
 
 
 async def run_demo(settings: Settings, *, data_dir: str, symbols: str, speed: float, port: int | None,
-                   keep_serving_s: float, days: float | None = None, database: str | None = None) -> int:
+                   keep_serving_s: float, days: float | None = None, database: str | None = None,
+                   allow_contaminated: bool = False) -> int:
     """`quorum demo`: replay the bundled data through the paper engine as fast as possible
     (or at `speed` simulated seconds per second) with the API up, then print the record.
     `days` limits the replayed span (after the indicator warm-up); None = all the data."""
 
     with stop_on_signals() as stop:
         return await _demo(settings, stop, data_dir=data_dir, symbols=symbols, speed=speed, port=port,
-                           keep_serving_s=keep_serving_s, days=days, database=database)
+                           keep_serving_s=keep_serving_s, days=days, database=database,
+                           allow_contaminated=allow_contaminated)
+
+
+def _contamination(settings: Settings, start_ms: int, allow: bool) -> dict[str, str] | None:
+    """The configured models that knew the replayed period (voter → label); None (after one line
+    on stderr) when that is refused — without `--allow-contaminated`, or a bad cutoff setting."""
+    from quorum.ai.cutoffs import CutoffError, contamination, refusal
+    from quorum.config.values import env_with_dotenv
+
+    env = env_with_dotenv()
+    try:
+        labels = contamination(list(settings.models), start_ms, env)
+    except CutoffError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+    if labels and not allow:
+        print(f"error: {refusal(labels, start_ms, env)}", file=sys.stderr)
+        return None
+    return labels
 
 
 async def _demo(settings: Settings, stop: StopRequest, *, data_dir: str, symbols: str, speed: float,
-                port: int | None, keep_serving_s: float, days: float | None, database: str | None) -> int:
+                port: int | None, keep_serving_s: float, days: float | None, database: str | None,
+                allow_contaminated: bool = False) -> int:
     from quorum.commands.report import build_report, format_report, format_win_rate_rows, win_rate_rows
     from quorum.store.equity import EquityRepository
 
@@ -261,6 +283,9 @@ async def _demo(settings: Settings, stop: StopRequest, *, data_dir: str, symbols
     exec_ms = timeframe_seconds(settings.execution_timeframe) * 1000
     first_ms = max(_first_open_ms(data / f"{s}-futures-5m.csv.gz") for s in syms)
     start_ms = (first_ms + WARMUP_DAYS * DAY_MS) // exec_ms * exec_ms
+    labels = _contamination(settings, start_ms, allow_contaminated)
+    if labels is None:
+        return 2
     demo_url = await fresh_demo_database(configured_database_url(settings), database or DEMO_DATABASE)
     async with service_surface(settings, runtime, port=port, database_url=demo_url, stop=stop.event) as surface:
         print(f"Quorum demo: replaying {', '.join(syms)} from {data}/ "
@@ -270,6 +295,10 @@ async def _demo(settings: Settings, stop: StopRequest, *, data_dir: str, symbols
         app = await build_app(settings, surface, mode="paper", data_dir=data, symbols=syms,
                               start_ms=start_ms, speed=speed or None)
         stop.on_stop(app.engine.stop)
+        if labels:  # the models vote on a period they know: said first, and on every recorded vote
+            app.consensus.contamination = labels
+            for label in labels.values():
+                print(f"  {label.replace('contaminated:', 'CONTAMINATED:', 1)}", flush=True)
         end_ms = min(int(app.market.builder(s).base.open_ms[-1]) for s in syms) + exec_ms
         if days:
             end_ms = min(end_ms, start_ms + int(days * DAY_MS))

@@ -17,9 +17,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import asyncpg
 import numpy as np
 
 from quorum.backtest.inputs import SymbolInput
+from quorum.backtest.request import BacktestInputError
 from quorum.domain.consensus import ConsensusRules, merge_votes
 from quorum.domain.models import Action, Proposal, Snapshot, Vote
 from quorum.market.snapshot import build_snapshots
@@ -55,39 +57,70 @@ async def _each_decision(inputs: list[SymbolInput], progress: Callable[[int], No
 
 
 async def replay_table(inputs: list[SymbolInput], pool: Any, rules: ConsensusRules,
-                       progress: Callable[[int], None] | None = None) -> tuple[ProposalTable, dict[str, int]]:
-    """Proposals from recorded votes; returns (table, counts of hits / misses)."""
+                       progress: Callable[[int], None] | None = None) -> tuple[ProposalTable, dict[str, Any]]:
+    """Proposals from recorded votes; returns (table, counts of hits / misses, and under
+    `contaminated` the labels the replayed votes were recorded with)."""
     from quorum.store.decisions import DecisionRepository
 
     repo = DecisionRepository(pool)
-    known = await repo.recorded_snapshot_hashes()
+    try:
+        known = await repo.recorded_snapshot_hashes()
+    except asyncpg.UndefinedTableError:  # a database never migrated holds no votes either
+        known = set()
     table: ProposalTable = {si.symbol: {} for si in inputs}
-    counts = {"decisions": 0, "replayed": 0, "missing": 0}
+    counts: dict[str, Any] = {"decisions": 0, "replayed": 0, "missing": 0}
+    labels: set[str] = set()
     async for t, si, row, snap in _each_decision(inputs, progress):
         counts["decisions"] += 1
         h = snap.hash
         if h not in known:
             counts["missing"] += 1
             continue
-        recorded = await repo.recorded_votes(h)
+        recorded, voter_labels = await repo.recorded_votes_labelled(h)
+        labels.update(voter_labels.values())
         votes = [v for v in recorded if isinstance(v, Vote)]
         counts["replayed"] += 1
         p = merge_votes(si.symbol, votes, len(recorded) - len(votes), rules, reference_price=snap.price,
                         snapshot_hash=h, time_ms=t)
         if p.action is not Action.HOLD:
             table[si.symbol][row] = (p, tuple(v.voter for v in votes if v.action is p.action))
+    if labels:
+        counts["contaminated"] = sorted(labels)
+    if counts["decisions"] and not counts["replayed"]:
+        raise NoRecordedVotes(_no_votes_message(inputs, len(known)))
     return table, counts
 
 
+class NoRecordedVotes(BacktestInputError):
+    """`--analyst replay` found no recorded vote for any decision of the backtest (bad input: exit 2)."""
+
+
+def _no_votes_message(inputs: list[SymbolInput], recorded: int) -> str:
+    from datetime import UTC, datetime
+
+    def utc(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+
+    times = [int(t) for si in inputs for t in si.dec_time.tolist()]
+    return (f"--analyst replay: no recorded votes for {','.join(si.symbol for si in inputs)} between "
+            f"{utc(min(times))} and {utc(max(times))} UTC in the database of DATABASE_URL ({recorded} snapshots "
+            "hold votes, none of this backtest's); record them first with `quorum run` or `quorum demo` (or "
+            "`quorum decide SYMBOL --record`) on the same data, symbols and timeframes, or use --analyst rules")
+
+
 async def model_table(inputs: list[SymbolInput], consensus: Any, initial_equity: float,
-                      progress: Callable[[int], None] | None = None) -> ProposalTable:
-    """Proposals from the configured models (every decision time is a real call)."""
+                      progress: Callable[[int], None] | None = None, *, content_hash: bool = True) -> ProposalTable:
+    """Proposals from the configured voters (for models every decision time is a real call).
+    `content_hash=False`: voters that keep no cache (the user's own analysts, the rules analyst)
+    are not worth hashing every snapshot for (it costs more than their vote): the decision is
+    keyed by symbol and time instead."""
     from quorum.ai.context import AccountView, VoteContext
 
     table: ProposalTable = {si.symbol: {} for si in inputs}
     account = AccountView(initial_equity, initial_equity, 0.0, 0)
-    async for _t, si, row, snap in _each_decision(inputs, progress):
-        result = await consensus.decide(VoteContext(snap, account, ()), persist=False)
+    async for t, si, row, snap in _each_decision(inputs, progress):
+        key = None if content_hash else f"backtest:{si.symbol}:{t}"
+        result = await consensus.decide(VoteContext(snap, account, ()), persist=False, snapshot_hash=key)
         p = result.proposal
         if p.action is not Action.HOLD:
             table[si.symbol][row] = (p, tuple(v.voter for v in result.votes if v.action is p.action))

@@ -15,12 +15,15 @@ Nothing is stepped bar by bar in Python unless something can happen on that bar:
 - the flat-account facts an entry needs (marks, exposure, the breakers' equity sample) are
   cached per decision time while nothing fills.
 
+Decisions and entries (phase D) are in `backtest.fast_entries`.
+
 Events across symbols are processed in time order through a heap (bars before decisions at the
 same time, symbols in sorted order), so a decision only ever sees the past.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections.abc import Callable
 from dataclasses import replace
@@ -28,38 +31,33 @@ from typing import Any
 
 import numpy as np
 
-from quorum.backtest.inputs import SymbolInput, _nan_none, funding_source
+from quorum.backtest.fast_entries import EntryDecisions, ProposalFn
+from quorum.backtest.inputs import SymbolInput, funding_source
 from quorum.backtest.records import Book, RunResult
 from quorum.backtest.venue import BacktestVenue, ProtectedPosition
 from quorum.domain import breakers as brk
+from quorum.domain.clusters import ClusterSchedule
 from quorum.domain.exits import Bar as ExitBar
 from quorum.domain.exits import (
-    consensus_close,
     exit_reason_for_order,
     exit_reason_for_stop,
     first_event_index,
     fold_extremes,
     step_bar,
 )
-from quorum.domain.exposure import exposure_check
-from quorum.domain.fills import close_order_side, open_order_side
-from quorum.domain.models import Action, ClosedTrade, ExitReason, IntentKind, PositionState, Proposal, Side
-from quorum.domain.risk import evaluate
-from quorum.domain.rules import RULES_VOTER
+from quorum.domain.fills import close_order_side
+from quorum.domain.models import ClosedTrade, ExitReason, IntentKind, PositionState
 from quorum.domain.sizing import round_to_tick
 from quorum.engine.shared import (
     LoopConfig,
     OpenPositionFact,
     exposure_state,
-    risk_context,
-    rules_proposal,
-    wants_close,
 )
 
-BAR, DECISION = 0, 1
+BAR, RESET, DECISION = 0, 1, 2  # at one time: bars, then simulated operator resets, then decisions
+SIMULATED_OPERATOR = "simulated operator"
 
 
-ProposalFn = Callable[[SymbolInput, int, int], Proposal]  # (input, decision row, T) -> proposal
 
 
 def rules_rows(si: SymbolInput, min_conf: float) -> np.ndarray:
@@ -86,12 +84,13 @@ def _regular_grid(open_ms: np.ndarray, tf_ms: int) -> tuple[int, int] | None:
     return int(open_ms[0]), n
 
 
-class FastBacktest:
+class FastBacktest(EntryDecisions):
     """Run the loop over prepared inputs; `run()` returns trades, decisions and fills."""
 
     def __init__(self, inputs: list[SymbolInput], cfg: LoopConfig, *, proposal_fn: ProposalFn | None = None,
                  rows: dict[str, np.ndarray] | None = None, progress: Callable[[int], None] | None = None,
-                 voters_fn: Callable[[str, int], tuple[str, ...]] | None = None) -> None:
+                 voters_fn: Callable[[str, int], tuple[str, ...]] | None = None,
+                 breaker_reset_after_ms: int | None = None) -> None:
         self.inputs = sorted(inputs, key=lambda s: s.symbol)
         self.by_symbol = {s.symbol: s for s in self.inputs}
         self.cfg = cfg
@@ -106,6 +105,12 @@ class FastBacktest:
         self.books: dict[str, Book] = {}
         self.book_breakers = brk.BreakerBook()
         self.breaker_events: list[dict[str, Any]] = []
+        # A breaker only an operator can reset (drawdown) is reset this long after it tripped, as an
+        # operator would (None: never, like an unattended backtest); decisions skipped while it
+        # blocked every entry resume from the reset (`_stalled`: symbol index -> row pointer).
+        self.reset_after_ms = breaker_reset_after_ms
+        self.simulated_resets: list[int] = []
+        self._stalled: dict[int, int] = {}
         self.recent_opens: list[int] = []
         self.last_exit: dict[str, int] = {}
         self.trades: list[ClosedTrade] = []
@@ -124,6 +129,10 @@ class FastBacktest:
         self._equity_key: tuple[int, int, int, int] | None = None
         self._equity = 0.0
         self._equity_book: brk.BreakerBook | None = None
+        # Correlation clusters per UTC day (built on first need) and the closed trades' totals for
+        # the Kelly cap, (trades folded in, trades, wins, won, lost): see `_entry`.
+        self._clusters: ClusterSchedule | None = None
+        self._record_totals: tuple[int, int, int, float, float] = (0, 0, 0, 0.0, 0.0)
         # Per symbol: (first open, count) when the bars lie on the execution grid without gaps, so
         # bar lookups are arithmetic instead of searchsorted; None otherwise.
         self._grid = [_regular_grid(s.open_ms, cfg.exec_tf_ms) for s in self.inputs]
@@ -151,14 +160,13 @@ class FastBacktest:
             return 0 if x < o0 else min(n, (x - o0) // tf + 1)
         return 0 if x <= o0 else min(n, (x - o0 - 1) // tf + 1)
 
-    def _funding_bar(self, i: int, start: int) -> int:
-        """The first bar at or after `start` whose open is at or after the next funding time."""
+    def _funding_bar(self, i: int, start: int, settled_ms: int | None = None) -> int:
+        """The first bar at or after `start` whose open is at or after the next funding time not
+        settled yet (after `settled_ms`: a position opened at a funding time does not pay it)."""
         iv = self.cfg.funding_interval_ms
         o = int(self.inputs[i].open_ms[start])
-        nf = (o // iv) * iv
-        if nf < o:
-            nf += iv
-        return self._searchsorted(i, nf, right=False)
+        after = o - 1 if settled_ms is None else max(o - 1, settled_ms)
+        return self._searchsorted(i, (after // iv + 1) * iv, right=False)
 
     def _schedule(self, book: Book) -> None:
         """Push the position's next event bar; the funding bars before it get light funding-only
@@ -189,7 +197,7 @@ class FastBacktest:
         book.event_bar = j
         tf = self.cfg.exec_tf_ms
         heapq.heappush(self.heap, (int(si.open_ms[j]) + tf, BAR, book.symbol_idx, j, book.version))
-        fb = self._funding_bar(book.symbol_idx, start)
+        fb = self._funding_bar(book.symbol_idx, start, self.venue.settled_until(si.symbol))
         while fb < j:
             heapq.heappush(self.heap, (int(si.open_ms[fb]) + tf, BAR, book.symbol_idx, fb, book.version))
             fb = self._funding_bar(book.symbol_idx, fb + 1)
@@ -210,6 +218,8 @@ class FastBacktest:
                     self._bar_event(si, book, arg, t)
                 else:
                     self._funding_event(si, book, arg, t)
+            elif kind == RESET:
+                self._simulated_reset(t)
             else:
                 self._decision_event(si, i, arg, t)
             if self.progress is not None and self.events % 2048 == 0:
@@ -229,7 +239,7 @@ class FastBacktest:
 
     def _venue_bar(self, si: SymbolInput, k: int, t: int) -> list[tuple[Any, str]]:
         """Phases A–B: the venue sees bar k (funding due by its open, triggers), then its price
-        becomes the price at t."""
+        becomes the price at t (funding due at t settled on what is held, before any fill at t)."""
         v = self.venue
         if k > 0:
             v.funded_until(si.symbol, int(si.open_ms[k - 1]))
@@ -348,160 +358,29 @@ class FastBacktest:
     def _breaker_events(self, evs: tuple[brk.BreakerEvent, ...]) -> None:
         for e in evs:
             self.breaker_events.append({"breaker": e.breaker, "event": e.event, "reason": e.reason, "at_ms": e.at_ms,
-                                        "symbol": e.symbol})
+                                        "symbol": e.symbol, "until_ms": e.until_ms, "actor": e.actor})
+            if e.event == "trip" and e.until_ms is None and self.reset_after_ms is not None:
+                heapq.heappush(self.heap, (e.at_ms + self.reset_after_ms, RESET, 0, 0, 0))
+
+    def _simulated_reset(self, t: int) -> None:
+        """What an operator does after the cool-down: `quorum reset-breaker` on every trip without
+        an end time that is that old, through the same domain function (a drawdown reset re-bases
+        the peak at the equity now, fed first as the engine feeds it every step)."""
+        due = [tr for tr in self.book_breakers.trips
+               if tr.until_ms is None and self.reset_after_ms is not None and tr.at_ms + self.reset_after_ms <= t]
+        if not due or t >= max(int(s.open_ms[s.last]) for s in self.inputs) + self.cfg.exec_tf_ms:
+            return  # (none due, or after the end of the data)
+        self._account_facts(t)  # marks the open positions at t
+        self.book_breakers, evs = brk.on_equity(self.book_breakers, self.venue.equity(), t,
+                                                self.cfg.risk_policy.breakers)
+        self._breaker_events(evs)
+        for tr in due:
+            self.book_breakers, evs = brk.operator_reset(self.book_breakers, tr.breaker, t, SIMULATED_OPERATOR,
+                                                         tr.symbol)
+            self._breaker_events(evs)
+            self.simulated_resets.append(t)
+        for i, ptr in sorted(self._stalled.items()):  # the decisions resume from the reset
+            self._push_decision(i, bisect.bisect_left(self._rl[i][1], t, lo=ptr))
+        self._stalled.clear()
 
     # --- decisions -----------------------------------------------------------------------
-    def _decision_event(self, si: SymbolInput, i: int, ptr: int, t: int) -> None:
-        book = self.books.get(si.symbol)
-        rl = self._rl[i]
-        row = rl[0][ptr]
-        if book is None and self._blocked_for_good():
-            return  # no entry can pass any more (an operator must reset the breaker); stop visiting
-        self._push_decision(i, ptr + 1)
-        code = rl[2][ptr]
-        if book is not None and self.proposal_fn is None and code == book.state.side.sign:
-            return  # the rules analyst agrees with the open position: nothing to do
-        k = rl[3][ptr]
-        price_now = float(si.close[k])
-        if book is None and self.proposal_fn is None:
-            rec: dict[str, Any] = {"time_ms": t, "symbol": si.symbol,
-                                   "action": "LONG" if code > 0 else "SHORT",
-                                   "confidence": rl[4][ptr]}
-            self._entry(si, row, k, t, None, rec)
-            self.decisions.append(rec)
-            return
-        if self.proposal_fn is not None:
-            proposal = self.proposal_fn(si, row, t)
-        else:
-            proposal = rules_proposal(si.symbol, int(si.dec_code[row]), float(si.dec_conf[row]),
-                                      float(si.dec_stop[row]), float(si.dec_tp[row]), price_now, t,
-                                      self.cfg.consensus)
-        if proposal.action not in (Action.LONG, Action.SHORT, Action.CLOSE):
-            return
-        rec = {"time_ms": t, "symbol": si.symbol, "action": proposal.action.value,
-               "confidence": proposal.confidence}
-        if book is not None:
-            if wants_close(proposal, book.state.side):
-                _, intents = consensus_close(book.state, t, price_now, self.policy[si.symbol])
-                rec["outcome"] = "close" if intents else "close_blocked_min_hold"
-                if intents:
-                    self.venue.on_price(si.symbol, si.price_at(k), t)
-                    self._market_close(si, book, ExitReason.CONSENSUS_CLOSE.value, t)
-                self.decisions.append(rec)
-            return
-        if proposal.action is Action.CLOSE:
-            return
-        self._entry(si, row, k, t, proposal, rec)
-        self.decisions.append(rec)
-
-    def _blocked_for_good(self) -> bool:
-        """A global breaker without an end time (drawdown) blocks every entry until an operator
-        resets it — which a backtest never does."""
-        trips = self.book_breakers.trips
-        if trips is not self._bfg[0]:  # the answer only changes with the trips
-            self._bfg = (trips, any(tr.until_ms is None and tr.symbol is None for tr in trips))
-        return self._bfg[1]
-
-    def _account_facts(self, t: int) -> list[OpenPositionFact]:
-        """Open positions marked at the venue price at t (cached while nothing filled)."""
-        key = (t, len(self.venue.fills), len(self.trades))
-        if self._facts_key == key:
-            return self._facts
-        facts = []
-        for sym in self.venue.held():
-            vp = self.venue.position(sym)
-            assert vp is not None
-            s = self.by_symbol[sym]
-            k = self._searchsorted(self._idx[sym], t - self.cfg.exec_tf_ms, right=True) - 1
-            self.venue.on_price(sym, s.price_at(min(k, s.last)), t)
-            facts.append(OpenPositionFact(sym, vp.side, vp.quantity, self.venue.last_price(sym)))
-        self._facts_key, self._facts = key, facts
-        return facts
-
-    def _entry(self, si: SymbolInput, row: int, k: int, t: int, proposal: Proposal | None,
-               rec: dict[str, Any]) -> None:
-        v = self.venue
-        facts = self._account_facts(t)
-        v.on_price(si.symbol, si.price_at(k), t)  # a flat symbol: no effect on the equity
-        # The equity only moves with the wallet (fills, funding) and the open positions' marks
-        # (set for t by `_account_facts`): one figure per (t, fills, trades, cash events).
-        qkey = (t, len(v.fills), len(self.trades), len(v.cash_events))
-        if self._equity_key != qkey:
-            self._equity_key, self._equity = qkey, v.equity()
-        equity = self._equity
-        # Feeding the same (t, equity) again to the book that call returned changes nothing (its
-        # expiries, day roll, peak and trips were all applied by that call): skipped.
-        if self._equity_fed != (t, equity) or self._equity_book is not self.book_breakers:
-            self.book_breakers, evs = brk.on_equity(self.book_breakers, equity, t, self.cfg.risk_policy.breakers)
-            self._equity_fed, self._equity_book = (t, equity), self.book_breakers
-            if evs:
-                self._breaker_events(evs)
-        while self.recent_opens and self.recent_opens[0] <= t - 3_600_000:
-            del self.recent_opens[0]  # only the last hour's opens count (max opens per hour)
-        # Opens, exits and positions only change with a fill or a closed trade: the exposure state
-        # built for this (t, fills, trades) serves every symbol deciding at t.
-        ekey = (t, len(v.fills), len(self.trades), len(self.recent_opens))
-        if self._exposure_key != ekey:
-            self._exposure_key, self._exposure = ekey, exposure_state(facts, self.recent_opens, self.last_exit, t)
-        exposure = self._exposure
-        side = Side.LONG if int(si.dec_code[row]) > 0 else Side.SHORT
-        # The risk verdict's own breaker and exposure checks, done first because they are cheap:
-        # when they block, `evaluate` could only reject too.
-        blocking = brk.entry_block_reasons(self.book_breakers, si.symbol, t) + \
-            exposure_check(si.symbol, side if proposal is None else (proposal.action.side or side), equity, t,
-                           exposure, self.cfg.risk_policy.exposure)[0]
-        if blocking:
-            rec.update(verdict="rejected", reasons=list(blocking), quantity=0.0)
-            return
-        if proposal is None:
-            proposal = rules_proposal(si.symbol, int(si.dec_code[row]), float(si.dec_conf[row]),
-                                      float(si.dec_stop[row]), float(si.dec_tp[row]), float(si.close[k]), t,
-                                      self.cfg.consensus)
-            if proposal.action not in (Action.LONG, Action.SHORT):
-                rec.update(verdict="hold", reasons=[proposal.reason], quantity=0.0)
-                return
-        ctx = risk_context(
-            equity=equity, available=v.available(), now_ms=t, brackets=v.brackets_for(si.symbol),
-            filters=si.filters, atr=_nan_none(float(si.dec_atr[row])),
-            atr_pct_percentile=_nan_none(float(si.dec_atr_pctile[row])), regime=si.regime(row),
-            funding_rate=si.funding_rate_at(t), exposure=exposure,
-            breakers=self.book_breakers, policy=self.cfg.risk_policy)
-        verdict = evaluate(proposal, ctx)
-        rec.update(verdict=verdict.status, reasons=list(verdict.reasons), quantity=verdict.quantity)
-        if not verdict.accepted or verdict.side is None or verdict.stop_price is None:
-            return
-        side = verdict.side
-        lev = int(round(verdict.leverage or 1))
-        brackets = v.brackets_for(si.symbol)
-        notional = verdict.quantity * proposal.reference_price
-        allowed = next((b.max_leverage for b in brackets if notional <= b.notional_cap), brackets[-1].max_leverage)
-        if (proposal.reference_price - verdict.stop_price) * side.sign <= 0 or lev < 1 or lev > allowed or \
-                lev > brackets[0].max_leverage:
-            rec["outcome"] = "refused"
-            return
-        qty = v.floor_qty(si.symbol, verdict.quantity)
-        if qty < si.filters.min_qty or qty <= 0 or qty * proposal.reference_price < si.filters.min_notional:
-            rec["outcome"] = "refused"
-            return
-        v.set_leverage(si.symbol, lev)
-        fill = v.market(si.symbol, open_order_side(side), qty, reduce_only=False, time_ms=t, reason="entry")
-        if fill is None:
-            rec["outcome"] = "rejected_by_venue"
-            return
-        rec["outcome"] = "opened"
-        state = PositionState(
-            symbol=si.symbol, side=side, entry_price=fill.price, quantity=fill.quantity,
-            initial_quantity=fill.quantity, initial_stop=verdict.stop_price, stop_price=verdict.stop_price,
-            take_profit=verdict.take_profit, leverage=float(lev), opened_ms=t, peak_price=fill.price,
-            atr=_nan_none(float(si.dec_atr[row])), decision_id=f"{si.symbol}-{t}")
-        book = Book(state, self._idx[si.symbol], k, fill.fee, verdict.risk_usd,
-                    funding_from=len(v.funding_payments),
-                    voters=self.voters_fn(si.symbol, row) if self.voters_fn else (RULES_VOTER,))
-        self.books[si.symbol] = book
-        self._seg_start[si.symbol] = t
-        self.recent_opens.append(t)
-        if not self._ensure_stop(si, book, t):
-            return
-        if verdict.take_profit is not None:
-            v.place_take_profit(si.symbol, verdict.take_profit, fill.quantity)
-        self._schedule(book)

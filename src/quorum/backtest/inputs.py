@@ -11,9 +11,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from quorum.backtest.warmup_mask import defined_mask, warmup_info
+from quorum.domain.clusters import HOUR_MS, ClusterSchedule
 from quorum.domain.models import Regime, SymbolFilters
 from quorum.domain.rules import rules_signals
 from quorum.execution.paper import default_filters
@@ -45,6 +48,7 @@ class SymbolInput:
     dec_atr_pctile: np.ndarray
     dec_regime: np.ndarray  # regime codes
     builder: SnapshotBuilder | None = None
+    warmup: dict[str, Any] | None = None  # `backtest.warmup.warmup_info`: ready_ms, slowest indicator
 
     def price_at(self, k: int) -> float:
         """The venue price at the close of bar k: bar k+1's open (its close at the end of data)."""
@@ -80,7 +84,8 @@ def prepare_symbol(series: CandleSeries, first: int, start_ms: int, end_ms: int,
     last = len(series) - 1
     # decision times: closes of decision bars in (start, last open]
     closes = dser.open_ms + dser.tf_ms
-    sel = (closes >= start_ms + tf) & (closes <= int(series.open_ms[last])) & (closes < end_ms)
+    ready = defined_mask(builder, closes)  # no decision before every timeframe's indicators are defined
+    sel = (closes >= start_ms + tf) & (closes <= int(series.open_ms[last])) & (closes < end_ms) & ready
     j = np.flatnonzero(sel)
     times = closes[j].astype(np.int64)
     # the snapshot reads column closed_count(T) - 1 of each frame
@@ -97,7 +102,16 @@ def prepare_symbol(series: CandleSeries, first: int, start_ms: int, end_ms: int,
         dec_time=times, dec_bar=kbar.astype(np.int64), dec_code=codes[jj], dec_conf=conf[jj], dec_stop=stop[jj],
         dec_tp=tp[jj], dec_atr=dframe.atr[jj], dec_atr_pctile=dframe.atr_pct_percentile[jj],
         dec_regime=regime.astype(np.int64), builder=builder if keep_builder else None,
+        warmup=warmup_info(builder, closes, ready),
     )
+
+
+def cluster_schedule(inputs: Sequence[SymbolInput], threshold: float, exec_tf_ms: int) -> ClusterSchedule:
+    """The correlation clusters of every UTC day of the run (`quorum.domain.clusters`), from the
+    execution series' closes at whole hours (warm-up included, so the first day has its 30 days);
+    a day's clusters only read closes up to its first instant."""
+    return ClusterSchedule({s.symbol: (s.open_ms + exec_tf_ms, s.close) for s in inputs}, threshold,
+                           step_ms=max(HOUR_MS, exec_tf_ms))
 
 
 def funding_source(inputs: dict[str, SymbolInput]):  # type: ignore[no-untyped-def]
@@ -110,4 +124,4 @@ def funding_source(inputs: dict[str, SymbolInput]):  # type: ignore[no-untyped-d
     return source
 
 
-__all__ = ["SymbolInput", "_nan_none", "funding_source", "prepare_symbol"]
+__all__ = ["SymbolInput", "_nan_none", "cluster_schedule", "funding_source", "prepare_symbol"]

@@ -23,8 +23,10 @@ from quorum.market.data_files import (
     load_candles,
     load_funding,
 )
+from quorum.market.quality import DataFlag, DataQualityError, QualityRule, closed_by, detect, enforce
 
 ANALYSTS = ("rules", "replay", "models")
+CUSTOM = "custom"  # only the user's own analysts vote (`--analyst PATH.py:ClassName`)
 
 
 class BacktestInputError(ValueError):
@@ -41,8 +43,11 @@ class BacktestRequest:
     decision_timeframe: str = "15m"
     analyst: str = "rules"
     allow_model_calls: bool = False
+    allow_contaminated: bool = False  # models over a period their training data covers (labelled)
+    user_analysts: tuple[str, ...] = ()  # PATH.py:ClassName voters, next to `analyst` (rules | models | custom)
     out_dir: Path | None = None
     initial_equity: float | None = None
+    breaker_reset_after_ms: int | None = None  # simulated operator resets (None: none, as unattended)
 
 
 @dataclass
@@ -56,6 +61,7 @@ class MarketInput:
     start_ms: int
     end_ms: int
     first_index: dict[str, int] = field(default_factory=dict)  # first bar with open_ms >= start
+    data_flags: list[DataFlag] = field(default_factory=list)  # gaps/outliers in the bars used (kept as they are)
 
 
 def parse_time(value: str | None, name: str) -> int | None:
@@ -74,6 +80,29 @@ def parse_time(value: str | None, name: str) -> int | None:
     return int(dt.timestamp() * 1000)
 
 
+_DURATION_UNITS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
+
+
+def parse_duration(value: str | None, name: str) -> int | None:
+    """'90m', '12h', '7d', '2w' → milliseconds (None for None/empty); anything else, or zero, is a
+    `BacktestInputError` naming the option."""
+    if value is None or value.strip() == "":
+        return None
+    v = value.strip().lower()
+    if len(v) < 2 or v[-1] not in _DURATION_UNITS or not v[:-1].isdigit() or int(v[:-1]) <= 0:
+        raise BacktestInputError(f"--{name} {value!r}: not a duration (a positive whole number and a unit "
+                                 "m, h, d or w, e.g. 12h or 7d)")
+    return int(v[:-1]) * _DURATION_UNITS[v[-1]]
+
+
+def format_duration(ms: int) -> str:
+    """`parse_duration`'s text for whole units: the largest of d, h, m that divides it (7d, not 1w)."""
+    for unit in ("d", "h", "m"):
+        if ms % _DURATION_UNITS[unit] == 0:
+            return f"{ms // _DURATION_UNITS[unit]}{unit}"
+    return f"{ms / 60_000:g}m"
+
+
 def validate_request(req: BacktestRequest) -> None:
     """Every check that needs no file contents. Raises `BacktestInputError`."""
     problems: list[str] = []
@@ -84,8 +113,11 @@ def validate_request(req: BacktestRequest) -> None:
         problems.append(
             f"--decision-timeframe {req.decision_timeframe} is not a multiple of the data timeframe {req.timeframe}"
         )
-    if req.analyst not in ANALYSTS:
-        problems.append(f"--analyst {req.analyst!r}: must be one of {', '.join(ANALYSTS)}")
+    if req.analyst not in ANALYSTS and not (req.analyst == CUSTOM and req.user_analysts):
+        problems.append(f"--analyst {req.analyst!r}: must be one of {', '.join(ANALYSTS)} or PATH.py:ClassName "
+                        "(your own analyst)")
+    if req.user_analysts and req.analyst == "replay":
+        problems.append("--analyst replay replays recorded votes only: it cannot be combined with PATH.py:ClassName")
     if req.analyst == "models" and not req.allow_model_calls:
         problems.append(
             "--analyst models calls real language models: they know what happened after their training "
@@ -115,9 +147,11 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def load_market(req: BacktestRequest) -> MarketInput:
+def load_market(req: BacktestRequest, quality: QualityRule | None = None) -> MarketInput:
     """Validate, load every requested file and resolve the range. Raises `BacktestInputError`
-    (a bad file becomes an error naming the file and line) — all before any simulation."""
+    (a bad file becomes an error naming the file and line) — all before any simulation.
+    Gaps and outliers in the bars used are `data_flags` (`quality`: the rule; with
+    DATA_QUALITY=refuse the first one is a `BacktestInputError`)."""
     validate_request(req)
     sets = discover(req.data_dir)
     candles: dict[str, CandleSeries] = {}
@@ -143,6 +177,12 @@ def load_market(req: BacktestRequest) -> MarketInput:
             f"empty range: {_iso(start)} → {_iso(end)} holds no bars common to {', '.join(req.symbols)} "
             f"(data covers {_iso(common_start)} → {_iso(common_end)})"
         )
+    rule = quality or QualityRule()
+    flags = [f for s in candles.values() for f in closed_by(detect(s, rule), end)]
+    try:
+        enforce(flags, rule)
+    except DataQualityError as exc:
+        raise BacktestInputError(str(exc)) from None
     first: dict[str, int] = {}
     for sym, s in candles.items():
         a = int(np.searchsorted(s.open_ms, start, side="left"))
@@ -151,4 +191,4 @@ def load_market(req: BacktestRequest) -> MarketInput:
             raise BacktestInputError(f"empty range: {sym} has no {req.timeframe} bars in {_iso(start)} → {_iso(end)}")
         candles[sym] = s.slice(0, b)
         first[sym] = a
-    return MarketInput(req, candles, funding, start, end, first)
+    return MarketInput(req, candles, funding, start, end, first, data_flags=flags)

@@ -42,9 +42,25 @@ class _FixedClock:
         return self.t
 
 
+def _check_replay_files(settings: Settings, symbol: str, data_dir: Path) -> None:
+    """One line naming the directory, the symbol or TIMEFRAMES when the files cannot serve."""
+    from quorum.foreseen import check_timeframes_buildable
+    from quorum.market.data_files import discover
+
+    if not data_dir.is_dir():
+        raise ValueError(f"--data {data_dir}: not a directory")
+    files = discover(data_dir).get(symbol)
+    if files is None:
+        raise ValueError(f"{symbol}: no candle files in {data_dir} "
+                         f"(expected {symbol}-futures-{settings.execution_timeframe}.csv.gz)")
+    check_timeframes_buildable(settings.timeframes, settings.execution_timeframe, "EXECUTION_TIMEFRAME",
+                               set(files.candles))
+
+
 async def _replay_snapshot(settings: Settings, symbol: str, at: int | None, data_dir: Path) -> Any:
     from quorum.market.feeds import ReplayMarketData
 
+    _check_replay_files(settings, symbol, data_dir)
     clock = _FixedClock(2**62)
     feed = ReplayMarketData(data_dir, clock, timeframes=settings.timeframes,
                             base_timeframe=settings.execution_timeframe, symbols=[symbol])
@@ -65,9 +81,12 @@ async def _replay_snapshot(settings: Settings, symbol: str, at: int | None, data
 async def _live_snapshot(settings: Settings, symbol: str) -> Any:
     import time
 
+    from quorum.market.binance_rest import Backoff
     from quorum.market.live import LiveMarketData
 
-    feed = LiveMarketData(settings, use_websocket=False)
+    # one question, asked now: a read failing three times (0.5 s, then 1 s apart) is one line and
+    # exit code 1 (`quorum.foreseen`), not the service's patient retries
+    feed = LiveMarketData(settings, use_websocket=False, retry=Backoff(attempts=3))
     try:
         await feed.start([symbol])
         dec_ms = timeframe_seconds(settings.decision_timeframe) * 1000
@@ -82,8 +101,10 @@ async def _live_snapshot(settings: Settings, symbol: str) -> Any:
 
 
 async def run_decide(settings: Settings, symbol: str, at: int | None, data_dir: Path | None,
-                     record: bool) -> dict[str, Any]:
-    """Build the snapshot, ask every voter, merge; returns a JSON-ready report."""
+                     record: bool, *, allow_contaminated: bool = False) -> dict[str, Any]:
+    """Build the snapshot, ask every voter, merge; returns a JSON-ready report. A past snapshot
+    (`--at`/`--data`) that a model's training data covers is refused (`ContaminatedPeriod`) unless
+    `allow_contaminated`: then the report and the recorded votes carry the label."""
     from quorum.ai.analysts import vote_to_dict
     from quorum.ai.context import AccountView, VoteContext
     from quorum.bootstrap import consensus_session
@@ -92,13 +113,17 @@ async def run_decide(settings: Settings, symbol: str, at: int | None, data_dir: 
         snap = await _replay_snapshot(settings, symbol, at, data_dir or settings.data_dir)
     else:
         snap = await _live_snapshot(settings, symbol)
+    labels = _contamination(settings, snap.time_ms, allow_contaminated) if data_dir is not None or at is not None \
+        else {}
     # the consensus the engine gets (the composition root builds both), with its own cache and pool
     async with consensus_session(settings, record=record) as engine:
+        engine.contamination = labels
         cap = settings.initial_capital
         ctx = VoteContext(snap, AccountView(cap, cap, 0.0, 0), ())
         result = await engine.decide(ctx, persist=record)
     p = result.proposal
     return {
+        "contaminated": list(labels.values()),
         "snapshot": {
             "symbol": snap.symbol, "time_ms": snap.time_ms,
             "time": datetime.fromtimestamp(snap.time_ms / 1000, UTC).isoformat(), "price": snap.price,
@@ -124,6 +149,18 @@ async def run_decide(settings: Settings, symbol: str, at: int | None, data_dir: 
     }
 
 
+def _contamination(settings: Settings, time_ms: int, allow: bool) -> dict[str, str]:
+    """voter → label for the configured models that knew `time_ms`; refused unless `allow`."""
+    from quorum.ai.cutoffs import ContaminatedPeriod, contamination, refusal
+    from quorum.config.values import env_with_dotenv
+
+    env = env_with_dotenv()
+    labels = contamination(list(settings.models), time_ms, env)
+    if labels and not allow:
+        raise ContaminatedPeriod(refusal(labels, time_ms, env))
+    return labels
+
+
 def _num(x: Any) -> str:
     from quorum.ai.prompts import fmt
 
@@ -132,8 +169,9 @@ def _num(x: Any) -> str:
 
 def render_text(report: dict[str, Any]) -> str:
     s = report["snapshot"]
-    lines = [f"{s['symbol']} at {s['time']} — price {_num(s['price'])}, regime {s['regime']}, "
-             f"snapshot {s['hash'][:16]}"]
+    lines = [label.replace("contaminated:", "CONTAMINATED:", 1) for label in report.get("contaminated") or []]
+    lines.append(f"{s['symbol']} at {s['time']} — price {_num(s['price'])}, regime {s['regime']}, "
+                 f"snapshot {s['hash'][:16]}")
     for tf, v in s["timeframes"].items():
         lines.append(f"  {tf:>4}: close {_num(v['close'])}  RSI {_num(v['rsi'])}  ADX {_num(v['adx'])}  "
                      f"ATR% {_num(v['atr_pct'])}  {v['regime']}")
@@ -172,22 +210,39 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(None, "--data", help="Replay from candle files in this directory"),
         as_json: bool = typer.Option(False, "--json", help="Print JSON"),
         record: bool = typer.Option(False, "--record", help="Store the decision and every call in Postgres"),
+        allow_contaminated: bool = typer.Option(
+            False, "--allow-contaminated",
+            help="Ask models about a past time their training data covers (refused otherwise); the output "
+                 "and the recorded votes are labelled 'contaminated: MODEL knew this period'."),
     ) -> None:
         """Ask every configured voter about one symbol and print the votes and the consensus."""
         import asyncpg
 
+        from quorum.ai.cutoffs import ContaminatedPeriod
+        from quorum.foreseen import one_line
         from quorum.logging import configure_logging
         from quorum.market.data_files import DataFileError
         from quorum.store.db import DatabaseUnavailable
 
         settings = load_settings()
         configure_logging(settings)
+        if settings.analysts:  # a broken file: one line (a configuration error) before any data is read
+            from quorum.ai.user_analysts import load_user_analysts
+
+            load_user_analysts(settings.analysts)
         sym = symbol.upper().replace("/", "").replace(":USDT", "")
         try:
-            report = asyncio.run(run_decide(settings, sym, parse_time(at) if at else None, data, record))
-        except (DataFileError, ValueError, KeyError, DatabaseUnavailable, OSError, asyncpg.PostgresError,
-                asyncpg.InterfaceError) as exc:  # the database lost mid-way: nothing could be recorded
+            report = asyncio.run(run_decide(settings, sym, parse_time(at) if at else None, data, record,
+                                            allow_contaminated=allow_contaminated))
+        except ContaminatedPeriod as exc:  # bad input: a period the models already know
             print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        except (DataFileError, ValueError, KeyError) as exc:  # bad input: the files, the symbol, the time
+            print(f"error: {one_line(str(exc))}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        except (DatabaseUnavailable, OSError, asyncpg.PostgresError,
+                asyncpg.InterfaceError) as exc:  # the database lost mid-way: nothing could be recorded
+            print(f"error: {one_line(str(exc)) or type(exc).__name__}", file=sys.stderr)
             raise typer.Exit(1) from None
         from quorum.scrub import scrub_value
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from quorum.config import load_settings
+from quorum.logging import configure_logging
 
 
 def _parse_day(value: str) -> int:
@@ -75,6 +76,7 @@ def register(app: typer.Typer) -> None:
         from quorum.market.data_files import DataFileError
 
         s = load_settings()
+        configure_logging(s)  # logs on stderr, secrets redacted
         syms = [x.upper() for x in _csv(symbols)] or list(s.symbols)
         if not syms:
             print("error: no symbols (pass --symbols or set SYMBOLS)", file=sys.stderr)
@@ -84,9 +86,9 @@ def register(app: typer.Typer) -> None:
             written = run_download(syms, tfs, _parse_day(since), _parse_day(until) if until else None,
                                    data_dir or s.data_dir, funding, rest_url or s.binance_fapi_url,
                                    s.weight_budget_share)
-        except DataFileError as exc:
+        except DataFileError as exc:  # a bad file already in the data directory: bad input
             print(f"error: {exc}", file=sys.stderr)
-            raise typer.Exit(1) from None
+            raise typer.Exit(2) from None
         except MarketDataUnavailable as exc:  # files hold every complete batch: a rerun resumes
             print(f"error: {exc}; check BINANCE_FAPI_URL and the network, then run again to resume",
                   file=sys.stderr)
@@ -107,6 +109,7 @@ def register(app: typer.Typer) -> None:
         from quorum.market.render import render_prompt_json, render_prompt_text
 
         s = load_settings()
+        configure_logging(s)  # logs on stderr, secrets redacted
 
         class _Fixed:
             def __init__(self, t: int) -> None:
@@ -120,9 +123,9 @@ def register(app: typer.Typer) -> None:
             feed = ReplayMarketData(data_dir or s.data_dir, clock, timeframes=s.timeframes,
                                     base_timeframe=s.execution_timeframe, symbols=_csv(symbols),
                                     blocked=s.blocked_symbols)
-        except (DataFileError, ValueError, KeyError) as exc:
+        except (DataFileError, ValueError, KeyError) as exc:  # bad input: a file, a symbol, the directory
             print(f"error: {exc}", file=sys.stderr)
-            raise typer.Exit(1) from None
+            raise typer.Exit(2) from None
         if at:
             t = _parse_day(at)
         else:
@@ -134,7 +137,30 @@ def register(app: typer.Typer) -> None:
 
         t = t // timeframe_ms(dec) * timeframe_ms(dec)
         clock.t = t
+        from quorum.market.quality import (
+            DataQualityError,
+            QualityRule,
+            closed_by,
+            detect,
+            enforce,
+            file_series,
+            summary_lines,
+        )
+
+        rule = QualityRule.from_settings(s)
+        loaded = file_series(x for b in feed.builders.values() for x in (b.base, *b.series.values()))
+        flags = [f for series in loaded for f in closed_by(detect(series, rule), t)]
+        try:
+            enforce(flags, rule)
+        except DataQualityError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
         snaps = asyncio.run(feed.snapshots(t))
+        if not snaps:  # e.g. --at before the files begin: say so rather than print nothing
+            print(f"error: no closed bars at {datetime.fromtimestamp(t / 1000, UTC):%Y-%m-%d %H:%M} UTC in "
+                  f"{data_dir or s.data_dir} for {', '.join(feed.builders) or 'any symbol'}; check --at",
+                  file=sys.stderr)
+            raise typer.Exit(2)
         for snap in snaps.values():
             if as_json:
                 print(json.dumps({"hash": snap.hash, "prompt": json.loads(render_prompt_json(snap))}))
@@ -142,3 +168,7 @@ def register(app: typer.Typer) -> None:
                 print(f"# {snap.symbol} snapshot {snap.hash[:16]}")
                 print(render_prompt_text(snap))
                 print()
+        if as_json:  # after the snapshots: one more JSON line, every flag of the files read
+            print(json.dumps({"data_flags": [f.as_dict() for f in flags]}))
+        else:
+            print("\n".join(summary_lines(flags, len(loaded), limit=50)))

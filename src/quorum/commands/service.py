@@ -71,6 +71,19 @@ async def direct_kill(settings: Settings) -> dict[str, Any]:
             "closed": report.closed, "failed": report.failed}
 
 
+def _check_demo_files(data: str, symbols: str) -> None:
+    """The demo replays 5m files: a missing directory or symbol is one line on stderr, exit code 2."""
+    from pathlib import Path
+
+    missing = [s for s in (x.strip().upper() for x in symbols.split(",")) if s
+               and not (Path(data) / f"{s}-futures-5m.csv.gz").is_file()]
+    if not Path(data).is_dir() or missing:
+        what = "not a directory" if not Path(data).is_dir() else f"no 5m candles for {', '.join(missing)}"
+        print(f"error: --data {data}: {what} (expected SYMBOL-futures-5m.csv.gz files, as in the bundled data/)",
+              file=sys.stderr)
+        raise typer.Exit(2)
+
+
 def _user() -> str:
     try:
         return getpass.getuser()
@@ -130,6 +143,7 @@ def register(app: typer.Typer) -> None:
 
         settings = load_settings()
         configure_logging(settings)
+        _check_analysts(settings)  # a broken ANALYSTS file: one line now, not after the database is up
         if settings.trading_mode is TradingMode.BACKTEST:
             print("error: TRADING_MODE=backtest is for `quorum backtest`; use paper or live", file=sys.stderr)
             raise typer.Exit(2)
@@ -155,6 +169,10 @@ def register(app: typer.Typer) -> None:
         keep_serving: float = typer.Option(0.0, help="Seconds to keep the API up after the replay."),
         days: float = typer.Option(7.0, help="Days to replay after the 35-day indicator warm-up "
                                               "(7 covers the 2025-10-10 cascade; 0 = all of the data)."),
+        allow_contaminated: bool = typer.Option(
+            False, "--allow-contaminated",
+            help="Let configured models vote on a period their training data covers (refused otherwise); "
+                 "their votes and the output are labelled."),
     ) -> None:
         """First run: an accelerated paper session on the bundled real data, API up, record in Postgres."""
         from quorum.api.process import ApiStartError
@@ -163,12 +181,36 @@ def register(app: typer.Typer) -> None:
         settings = load_settings()
         configure_logging(settings)
         settings.check_bind()  # before the demo database is touched
+        _check_analysts(settings)
+        _check_demo_files(data, symbols)
+        from quorum.market.data_files import DataFileError
+        from quorum.market.quality import DataQualityError, QualityRule, check_replay, enforce, summary_lines
+
+        rule = QualityRule.from_settings(settings)
+        try:  # every gap and outlier in the files replayed, before anything starts
+            flags, files = check_replay(data, [x.strip().upper() for x in symbols.split(",") if x.strip()],
+                                        settings.timeframes, settings.execution_timeframe, rule)
+            enforce(flags, rule)
+        except (DataFileError, DataQualityError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        print("\n".join(summary_lines(flags, files)), flush=True)
         try:
             code = asyncio.run(run_demo(settings, data_dir=data, symbols=symbols, speed=speed, port=port,
-                                        keep_serving_s=keep_serving, days=days or None))
+                                        keep_serving_s=keep_serving, days=days or None,
+                                        allow_contaminated=allow_contaminated))
         except (DatabaseUnavailable, ApiStartError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(1) from None
         except StartupStopped:
             raise typer.Exit(0) from None
         raise typer.Exit(code)
+
+
+def _check_analysts(settings: Settings) -> None:
+    """Load the user's analysts (ANALYSTS) once before anything starts: `UserAnalystError` is a
+    configuration error (one line, exit 2)."""
+    if settings.analysts:
+        from quorum.ai.user_analysts import load_user_analysts
+
+        load_user_analysts(settings.analysts)

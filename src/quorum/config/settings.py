@@ -12,15 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from quorum.config.legacy import LegacySettingsSource
 from quorum.config.timeframes import KNOWN_TIMEFRAMES, timeframe_seconds
 from quorum.config.values import (
     OPENAI_COMPATIBLE_DEFAULTS,
     SECRET_SUFFIXES,
+    ConfigError,
     CsvList,
     ProviderConfig,
     check_host,
+    check_models,
     endpoint_url,
     env_with_dotenv,
     is_loopback,
@@ -33,10 +36,6 @@ class TradingMode(StrEnum):
     BACKTEST = "backtest"
     PAPER = "paper"
     LIVE = "live"
-
-
-class ConfigError(Exception):
-    """A configuration value is unusable. The message is one line per problem, safe to print."""
 
 
 class Settings(BaseSettings):
@@ -59,8 +58,13 @@ class Settings(BaseSettings):
     timeframes: CsvList = Field(default_factory=lambda: ["15m", "1h", "4h"])
     decision_timeframe: str = "15m"
     execution_timeframe: str = "5m"
-    scan_interval_seconds: int = Field(900, ge=10, le=86_400)
     data_dir: Path = Path("data")
+    # data quality of candle files (quorum.market.quality): flag gaps/outliers and go on, or refuse
+    data_quality: str = Field("flag", pattern="^(flag|refuse)$")
+    data_outlier_window: int = Field(100, ge=10, le=100_000)
+    data_outlier_range_mult: float = Field(200.0, gt=1, le=1e9)
+    data_outlier_move_mult: float = Field(300.0, gt=1, le=1e9)
+    data_outlier_price_factor: float = Field(5.0, gt=1, le=1e9)
     var_dir: Path = Path("var")
     weight_budget_share: float = Field(0.5, gt=0, le=0.9)
     # open positions are checked against the live price at least this often (paper: 1m bars)
@@ -68,6 +72,7 @@ class Settings(BaseSettings):
 
     # --- consensus --------------------------------------------------------------------------
     models: CsvList = Field(default_factory=list)
+    analysts: CsvList = Field(default_factory=list)  # your own analysts: PATH.py:ClassName, ...
     min_ai_confidence: float = Field(0.65, ge=0, le=1)
     min_voters: int = Field(1, ge=1, le=20)
     min_agreement: float = Field(0.66, gt=0, le=1)
@@ -96,6 +101,9 @@ class Settings(BaseSettings):
     fee_cover_multiple: float = Field(3.0, ge=0, le=100)
     confidence_size_cap: float = Field(1.5, ge=1, le=3)
     kelly_fraction: float = Field(0.0, ge=0, le=1)
+    # an entry whose profit at its take-profit, net of estimated fees and funding, is below this
+    # (USDT) is rejected; 0 = off (legacy name MIN_PROFIT_USD)
+    min_expected_profit_usd: float = Field(0.0, ge=0, le=1e9)
 
     # --- circuit breakers and exposure ------------------------------------------------------
     max_daily_loss_pct: float = Field(5.0, gt=0, le=100)
@@ -164,6 +172,16 @@ class Settings(BaseSettings):
     # themselves after as many successful steps in a row
     max_consecutive_step_failures: int = Field(5, ge=1, le=1000)
 
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, then the earlier bots' names (`LegacySettingsSource`)."""
+        return (init_settings, env_settings, dotenv_settings, LegacySettingsSource(settings_cls, dotenv_settings),
+                file_secret_settings)
+
     @field_validator("symbols", "blocked_symbols", mode="before")
     @classmethod
     def _split_symbols(cls, value: Any) -> Any:
@@ -172,10 +190,23 @@ class Settings(BaseSettings):
             return [str(v).upper().replace("/", "").replace(":USDT", "") for v in value]
         return value
 
-    @field_validator("timeframes", "models", mode="before")
+    @field_validator("timeframes", "models", "analysts", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         return split_csv(value)
+
+    @field_validator("analysts")
+    @classmethod
+    def _check_analysts(cls, value: list[str]) -> list[str]:
+        """Shape and file only: the file is imported when the voters are built."""
+        for item in value:
+            path, sep, name = item.rpartition(":")
+            if not sep or not path.endswith(".py") or not name.isidentifier():
+                raise ValueError(f"entry {item!r} must look like PATH.py:ClassName, "
+                                 "e.g. examples/ema_cross.py:EmaCross")
+            if not Path(path).is_file():
+                raise ValueError(f"entry {item!r}: no such file {path}")
+        return value
 
     @field_validator("timeframes")
     @classmethod
@@ -195,11 +226,7 @@ class Settings(BaseSettings):
     @field_validator("models")
     @classmethod
     def _check_models(cls, value: list[str]) -> list[str]:
-        for item in value:
-            provider, sep, model = item.partition(":")
-            if not sep or not provider or not model:
-                raise ValueError(f"entry {item!r} must look like provider:model, e.g. openai:gpt-4.1-mini")
-        return value
+        return check_models(value)
 
     @field_validator("partial_exits")
     @classmethod
@@ -226,9 +253,13 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
         if self.min_stop_loss_pct >= self.max_stop_loss_pct:
-            raise ValueError("MIN_STOP_LOSS_PCT must be below MAX_STOP_LOSS_PCT")
+            raise ValueError(f"MIN_STOP_LOSS_PCT ({self.min_stop_loss_pct:g}) must be below MAX_STOP_LOSS_PCT "
+                             f"({self.max_stop_loss_pct:g}); both in percent of the entry (MIN/MAX_STOP_LOSS_PERCENT "
+                             "are fractions: 0.07 = 7 %)")
         if timeframe_seconds(self.decision_timeframe) % timeframe_seconds(self.execution_timeframe):
             raise ValueError("DECISION_TIMEFRAME must be a multiple of EXECUTION_TIMEFRAME")
+        if self.decision_timeframe not in self.timeframes:  # the decision needs its own view in every snapshot
+            self.timeframes = [self.decision_timeframe, *self.timeframes]
         kline_lengths = {timeframe_seconds(tf) for tf in KNOWN_TIMEFRAMES}
         if self.monitor_interval_seconds not in kline_lengths or \
                 timeframe_seconds(self.execution_timeframe) % self.monitor_interval_seconds:
@@ -237,6 +268,12 @@ class Settings(BaseSettings):
         return self
 
     # --- derived ----------------------------------------------------------------------------
+    @property
+    def scan_interval_seconds(self) -> int:
+        """Seconds between decisions: one DECISION_TIMEFRAME bar (the earlier bots'
+        SCAN_INTERVAL_SECONDS sets DECISION_TIMEFRAME; see `quorum.config.legacy`)."""
+        return timeframe_seconds(self.decision_timeframe)
+
     @property
     def cache_ttl_seconds(self) -> int:
         """AI cache TTL: about one bar of the decision timeframe unless set."""
@@ -370,3 +407,6 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         lines = [_describe_error(e) for e in exc.errors(include_url=False)]  # type: ignore[arg-type]
         raise ConfigError("; ".join(lines)) from None
+
+
+__all__ = ["ConfigError", "Settings", "TradingMode", "load_settings"]  # ConfigError lives in values.py

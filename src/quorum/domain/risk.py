@@ -8,7 +8,10 @@ rejected verdict with a reason code. Order of the checks:
 5. take-profit and expectancy gate (fees + expected funding × FEE_COVER_MULTIPLE, reward:risk ≥
 MIN_REWARD_RISK) → 6. size (risk budget / stop distance, volatility, confidence, Kelly) →
 7. notional caps (per trade and total) → 8. leverage (table + liquidation buffer, margin budget)
-→ 9. exchange rounding (step/tick/min notional; never increases risk).
+→ 9. exchange rounding (step/tick/min notional; never increases risk) → 10. expected profit:
+quantity × the distance to the final take-profit (the proposal's, else the default target at
+max(MIN_REWARD_RISK, 2) R), minus the estimated round-trip fees and funding, must reach
+MIN_EXPECTED_PROFIT_USD (0 = off).
 
 "resized" means the size is below what the risk budget alone asked for because a cap bound it
 (notional cap, total notional, margin budget) or the stop was widened to the minimum.
@@ -55,6 +58,7 @@ class RiskPolicy:
     confidence_size_cap: float = 1.5
     kelly_fraction: float = 0.0
     kelly_min_trades: int = 30
+    min_expected_profit_usd: float = 0.0
     default_stop_atr_multiple: float = 2.0
     expected_hold_hours: float = 8.0
     funding_interval_hours: float = 8.0
@@ -76,6 +80,7 @@ class RiskPolicy:
             "min_confidence": float(settings.min_ai_confidence),
             "confidence_size_cap": float(settings.confidence_size_cap),
             "kelly_fraction": float(settings.kelly_fraction),
+            "min_expected_profit_usd": float(settings.min_expected_profit_usd),
             "expected_hold_hours": min(float(settings.time_stop_hours) or 24.0, 24.0),
             "exposure": ExposurePolicy.from_settings(settings),
             "breakers": brk.BreakerPolicy.from_settings(settings),
@@ -91,6 +96,20 @@ class TrackRecord:
     trades: int
     win_rate: float
     payoff: float
+
+    @classmethod
+    def from_totals(cls, trades: int, wins: int, won: float, lost: float) -> TrackRecord:
+        """From closed-trade totals: `wins` trades with net P&L > 0 summing `won`, the others
+        losing `lost` (≥ 0) in all. payoff = average win / average loss (+inf without a loss;
+        1 without a win, where any payoff means no edge)."""
+        losses = trades - wins
+        if trades <= 0:
+            return cls(0, 0.0, 1.0)
+        if wins <= 0:
+            return cls(trades, 0.0, 1.0)
+        if losses <= 0 or lost <= 0:
+            return cls(trades, 1.0 if losses <= 0 else wins / trades, math.inf)
+        return cls(trades, wins / trades, (won / wins) / (lost / losses))
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,6 +318,11 @@ def _evaluate(p: Proposal, ctx: RiskContext) -> RiskVerdict:
     if qty <= 0:
         return _reject(p, "below_min_notional", **details)
     notional = qty * entry
+    # 10. expected profit at the take-profit, net of the estimated costs
+    expected_profit = qty * (tp_dist - costs)
+    if pol.min_expected_profit_usd > 0 and expected_profit < pol.min_expected_profit_usd:
+        return _reject(p, "expected_profit_below_min", expected_profit_usd=round(expected_profit, 6),
+                       min_expected_profit_usd=pol.min_expected_profit_usd, quantity=qty, **details)
     risk_usd = qty * stop_dist
     liq = choice.liquidation_price
     if notional != choice.notional:

@@ -36,6 +36,7 @@ class CallRecord:
     attempts: int = 0
     notes: tuple[str, ...] = ()
     usage_anomaly: str | None = None  # reported usage not trusted (see `quorum.ai.cost.checked_usage`)
+    contaminated: str | None = None  # the period was in the model's training data (`quorum.ai.cutoffs`)
 
 
 def vote_to_dict(v: Vote) -> dict[str, Any]:

@@ -16,7 +16,9 @@ import structlog
 
 from quorum import metrics
 from quorum.ai.context import AccountView, PositionView, VoteContext
+from quorum.domain.clusters import clusters_can_bind
 from quorum.domain.models import Action, ExitReason, IntentKind, OrderIntent, PositionState
+from quorum.engine.clusters import ClusterTracker
 from quorum.engine.shared import wants_close
 
 if TYPE_CHECKING:
@@ -32,6 +34,13 @@ if TYPE_CHECKING:
     from quorum.ports import Consensus, MarketData, RiskGate, TradeExecutor, Venue
 
 log = structlog.get_logger("quorum.engine")
+
+
+def indicators_defined(snap: Snapshot) -> bool:
+    """Every timeframe of the snapshot has a closed bar with every indicator defined (no
+    `no_data:` or `short_history:` flag). The fast backtest tests the same thing
+    (`quorum.backtest.warmup.defined_mask`), so both decide at the same times."""
+    return not any(f.startswith(("no_data:", "short_history:")) for f in snap.flags)
 
 
 class DecisionCycle:
@@ -54,6 +63,7 @@ class DecisionCycle:
     exchange: Venue
     _dirty: bool
     equity: EquityRecorder | None
+    _cluster_tracker: ClusterTracker | None = None  # built at the first entry beside an open position
 
     if TYPE_CHECKING:  # provided by `quorum.engine.Engine` and `PositionKeeper`
         async def _error(self, what: str, symbol: str | None, exc: Exception, *, fatal: bool = False) -> None: ...
@@ -128,7 +138,9 @@ class DecisionCycle:
         self.stats.cycles += 1
         t0 = time.perf_counter()
         snaps = await self.market.snapshots(t, self.symbols)
-        todo = [(sym, snaps[sym]) for sym in self.symbols if snaps.get(sym) is not None]
+        # no decision before every timeframe's indicators are defined (warm-up)
+        todo = [(sym, snap) for sym in self.symbols
+                if (snap := snaps.get(sym)) is not None and indicators_defined(snap)]
         if todo:
             balance, marks, positions = await self._account()
             results = await self._gather_consensus(todo, balance, marks, positions)
@@ -213,14 +225,20 @@ class DecisionCycle:
             self.runtime.record_decision(record)
             return
         if pos is not None:
+            closed = False
             if wants_close(proposal, pos.side):
                 _, intents = await self.risk.on_consensus_close(pos, t, snap.price)
                 record["verdict"] = "close" if intents else "close_blocked_min_hold"
                 if intents and pos.position_id:
                     await self.executor.close(pos.position_id, ExitReason.CONSENSUS_CLOSE.value)
                     await self._closed(pos.position_id, t)
-            self.runtime.record_decision(record)
-            return
+                    closed = True
+            if not (closed and proposal.action.side is not None):
+                self.runtime.record_decision(record)
+                return
+            # a reversal: the other side is entered now, like any entry (the backtest does the same)
+            record["reversal"] = "closed " + pos.side.value
+            balance, marks, positions = await self._account()
         block = self.entry_block(sym)
         if proposal.action not in (Action.LONG, Action.SHORT) or block is not None:
             record["verdict"] = "none"
@@ -233,6 +251,15 @@ class DecisionCycle:
         await self._enter(sym, snap, t, proposal, balance, marks, positions, record)
         self.runtime.record_decision(record)
 
+    async def _clusters_at(self, t: int, positions: list[PositionState]) -> tuple[frozenset[str], ...]:
+        """The correlation clusters in force at t among the symbols traded and held (not computed
+        while too few positions are open for any cluster to be full)."""
+        if not clusters_can_bind(len(positions), self.settings.max_positions_per_cluster):
+            return ()
+        if self._cluster_tracker is None:
+            self._cluster_tracker = ClusterTracker(self.market, self.settings)
+        return await self._cluster_tracker.at(t, {*self.symbols, *(p.symbol for p in positions)})
+
     async def _enter(self, sym: str, snap: Snapshot, t: int, proposal: Proposal, balance: Balance,
                      marks: dict[str, float],
                      positions: list[PositionState], record: dict[str, Any]) -> None:
@@ -243,7 +270,7 @@ class DecisionCycle:
             filters=filters, atr=view.atr if view else None,
             atr_pct_percentile=view.atr_pct_percentile if view else None, regime=snap.regime,
             funding_rate=snap.funding_rate, open_positions=positions, marks=marks,
-            decision_id=proposal.decision_id)
+            clusters=await self._clusters_at(t, positions), decision_id=proposal.decision_id)
         record["verdict"] = verdict.status
         record["reasons"] = list(verdict.reasons)
         self.runtime.breakers = dict(self.risk.breakers_status(t))

@@ -54,6 +54,14 @@ class IndicatorParams:
     change_hours: int = 24
     recent_closes: int = 12
 
+    def history_bars(self, tf_ms: int) -> int:
+        """Closed bars of a `tf_ms` timeframe before every indicator of its view is defined (the
+        warm-up a live feed must backfill: on 1m bars the 24 h change alone needs 1,441)."""
+        change = max(1, self.change_hours * 3_600_000 // tf_ms) + 1
+        return max(change, self.ema_slow + self.slope_bars, self.atr + self.atr_percentile_window,
+                   self.macd_slow + self.macd_signal, 2 * self.adx, self.volume_mean + self.obv_slope_bars,
+                   self.bb_period, self.range_bars, self.recent_closes)
+
 
 # Names of the numeric TimeframeView fields, in TimeframeView order (matrix rows).
 VIEW_FIELDS: tuple[str, ...] = (

@@ -31,6 +31,7 @@ from quorum.domain.models import Snapshot
 from quorum.market.binance_rest import Backoff, budgeted_call
 from quorum.market.candles import HISTORY_LIMIT, CandleBuffer, configure_endpoints, make_exchange, market_exchange
 from quorum.market.data_files import CandleSeries, timeframe_ms
+from quorum.market.indicators import IndicatorParams
 from quorum.market.live_rest import CLOSE_MARGIN_MS, backfill_pages, fetch_extras, fetch_range, resync
 from quorum.market.ratelimit import WEIGHTS, WeightBudget
 from quorum.market.snapshot import SnapshotBuilder, build_snapshots
@@ -185,11 +186,14 @@ class LiveMarketData:
 
     async def _backfill(self, sym: str, tf: str, now: int) -> None:
         """`history_pages` pages of 499 bars (weight 2 each): 998 bars by default, so EMA200's
-        seed has decayed to ~0.04 % by the newest bar (live ≈ backtest values)."""
+        seed has decayed to ~0.04 % by the newest bar (live ≈ backtest values) — more where an
+        indicator needs more bars to be defined at all (the 24 h change on 1m bars: 3 pages), since
+        the engine decides only on a snapshot whose every indicator is defined (warm-up)."""
         # the monitor stream only needs recent bars: a longer gap is fetched by range (`bars_after`)
         extra = tf == self.monitor_timeframe and tf != self.execution_timeframe and tf not in self.timeframes
-        pages = 1 if extra else self.history_pages
-        buf = self.buffers.setdefault((sym, tf), CandleBuffer(sym, tf, maxlen=HISTORY_LIMIT * self.history_pages))
+        needed = IndicatorParams().history_bars(timeframe_ms(tf)) + 2  # + the forming bar, a margin
+        pages = 1 if extra else max(self.history_pages, -(-needed // HISTORY_LIMIT))
+        buf = self.buffers.setdefault((sym, tf), CandleBuffer(sym, tf, maxlen=HISTORY_LIMIT * pages))
         await backfill_pages(self._rest, self.exchange, self.unified(sym), buf, pages, now)
 
     async def _resync(self, sym: str, tf: str, now: int) -> int:

@@ -33,7 +33,7 @@ SNAPSHOT_COLUMNS = ("hash", "symbol", "at", "price", "regime", "flags", "payload
 DECISION_COLUMNS = ("id", "mode", "symbol", "at", "snapshot_hash", "analyst", "action", "confidence", "reason")
 VOTE_COLUMNS = ("decision_id", "snapshot_hash", "symbol", "voter", "provider", "model", "prompt_version",
                 "raw_reply", "parsed_vote", "action", "confidence", "abstain_reason", "latency_ms", "tokens_in",
-                "tokens_out", "cost_usd", "cached", "error", "attempts", "usage_anomaly")
+                "tokens_out", "cost_usd", "cached", "error", "attempts", "usage_anomaly", "contaminated")
 PROPOSAL_COLUMNS = ("decision_id", "symbol", "action", "confidence", "reference_price", "stop_loss",
                     "take_profits", "leverage", "valid_votes", "abstentions", "agreement", "reason",
                     "snapshot_hash", "at")
@@ -110,7 +110,7 @@ class DecisionRows:
                 jsonb({**r.parsed, "notes": list(r.notes)} if r.parsed else None),
                 r.action, _finite(r.confidence), _t(r.abstain_reason), storable_count(r.latency_ms),
                 storable_count(r.tokens_in), storable_count(r.tokens_out), _finite(r.cost_usd) or 0.0, r.cached,
-                _t(r.error), max(1, min(r.attempts, 2**31 - 1)), _t(r.usage_anomaly))
+                _t(r.error), max(1, min(r.attempts, 2**31 - 1)), _t(r.usage_anomaly), _t(r.contaminated))
 
     def minimal_vote_row(self, r: CallRecord, why: str) -> tuple[Any, ...]:
         """The vote without its reply text and parsed form (kept in `audit_errors.payload`)."""

@@ -125,19 +125,28 @@ class DecisionRepository:
 
     async def recorded_votes(self, snapshot_hash: str) -> list[Vote | Abstention]:
         """The latest recorded answer of each voter for this snapshot (for replay)."""
+        return (await self.recorded_votes_labelled(snapshot_hash))[0]
+
+    async def recorded_votes_labelled(self, snapshot_hash: str
+                                      ) -> tuple[list[Vote | Abstention], dict[str, str]]:
+        """`recorded_votes`, and voter → the contamination label its answer was recorded with
+        (`--allow-contaminated`): a replay carries the label on."""
         rows = await self._pool.fetch(
-            """SELECT DISTINCT ON (voter) voter, symbol, parsed_vote, abstain_reason
+            """SELECT DISTINCT ON (voter) voter, symbol, parsed_vote, abstain_reason, contaminated
                FROM model_votes WHERE snapshot_hash = $1 ORDER BY voter, id DESC""",
             snapshot_hash,
         )
         out: list[Vote | Abstention] = []
+        labels: dict[str, str] = {}
         for r in rows:
             parsed = r["parsed_vote"]
             if r["abstain_reason"] is None and isinstance(parsed, dict) and "action" in parsed:
                 out.append(vote_from_dict({**parsed, "voter": r["voter"], "symbol": r["symbol"]}))
             else:
                 out.append(Abstention(r["voter"], r["symbol"], r["abstain_reason"] or "no recorded vote"))
-        return out
+            if r["contaminated"]:
+                labels[r["voter"]] = r["contaminated"]
+        return out, labels
 
     async def recorded_snapshot_hashes(self) -> set[str]:
         """The hash of every snapshot some voter's answer was recorded for (for replay)."""

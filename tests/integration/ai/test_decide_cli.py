@@ -110,7 +110,8 @@ async def test_the_decide_process_records_every_vote_whatever_the_replies(
         at = str(1735603200000 + (ROWS - 10) * 300_000)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "quorum", "decide", "BTCUSDT", "--data", str(small_data), "--at", at,
-            "--record", "--json", cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            "--record", "--json", "--allow-contaminated", cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, err.decode(errors="replace")[-3000:]
     assert b"Traceback" not in err
@@ -131,3 +132,11 @@ async def test_the_decide_process_records_every_vote_whatever_the_replies(
     assert gpt_row["tokens_out"] == 800 and "1000000000000" in gpt_row["usage_anomaly"]
     assert "\x00" not in gpt_row["raw_reply"] and gpt_row["parsed_vote"]["reasoning"] == "flat \ufffd"
     assert await pool.fetchval("SELECT count(*) FROM audit_errors") == 0  # type: ignore[attr-defined]
+    # 2025-01-13 is after gpt-4.1-mini's training data (2024-06-30), not claude-haiku-4-5's (2025-07-31);
+    # deepseek-chat's cutoff is unknown: their votes carry the label (and the report says so first)
+    labelled = {v: r["contaminated"] for v, r in rows.items() if r["contaminated"]}
+    assert labelled == {
+        "anthropic:claude-haiku-4-5": "contaminated: anthropic:claude-haiku-4-5 knew this period "
+                                      "(training data to 2025-07-31)",
+        "deepseek:deepseek-chat": "contaminated: deepseek:deepseek-chat knew this period (training cutoff unknown)"}
+    assert sorted(report["contaminated"]) == sorted(labelled.values())

@@ -25,7 +25,7 @@ SIX = ("BNBUSDT", "BTCUSDT", "DOGEUSDT", "ETHUSDT", "SOLUSDT", "XRPUSDT")
 @pytest.mark.parametrize(("SYMBOLS", "START", "DAYS", "extra_reasons"), [
     (("BTCUSDT",), "2025-10-02", 1, set()),
     # a trailing stop the price had already crossed when it was to be placed: closed at market
-    (("XRPUSDT",), "2025-01-12", 2, {"trailing_stop"}),
+    (("XRPUSDT",), "2025-03-10", 2, {"trailing_stop"}),  # (after the 34-day indicator warm-up)
     (SIX, "2025-03-01", 30, {"trailing_stop", "consensus_close"}),
 ], ids=["BTCUSDT-1d", "XRPUSDT-2d", "six-symbols-30d"])
 async def test_engine_paper_mode_and_fast_backtest_fill_identically(
