@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,19 @@ from tests.fakes.anthropic_server import FakeAnthropicServer
 from tests.fakes.openai_server import FakeOpenAIServer
 
 PROMPTS = PromptSet()
+SMALL_ROWS = 4000  # ~14 days of 5m bars from 2024-12-31: enough for 15m/1h indicators (4h ones are flagged short)
+
+
+@pytest.fixture
+def small_data(tmp_path: Path, shared_data: Path) -> Path:
+    """A data directory with the first `SMALL_ROWS` BTCUSDT 5m bars of the shared data."""
+    d = tmp_path / "data"
+    d.mkdir()
+    with gzip.open(shared_data / "BTCUSDT-futures-5m.csv.gz", "rt") as src:
+        lines = [next(src) for _ in range(SMALL_ROWS + 1)]
+    with gzip.open(d / "BTCUSDT-futures-5m.csv.gz", "wt") as dst:
+        dst.writelines(lines)
+    return d
 
 
 class RecordingSleep:

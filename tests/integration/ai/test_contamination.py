@@ -5,7 +5,6 @@ recorded votes, and a later `--analyst replay` of those votes. Through the real 
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
 import os
 import subprocess
@@ -13,7 +12,6 @@ import sys
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from quorum.ai.consensus import ConsensusEngine
 from quorum.ai.context import VoteContext
@@ -25,21 +23,11 @@ from quorum.domain.consensus import ConsensusRules
 from quorum.domain.models import Abstention, Action, Vote
 from quorum.store.decisions import DecisionRepository
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
+from tests.integration.ai.conftest import SMALL_ROWS as ROWS
 from tests.unit.ai.factory import vote_json
 
-ROWS = 4000
 LABEL = "contaminated: scripted:long knew this period (training cutoff unknown)"
 
-
-@pytest.fixture
-def small_data(tmp_path: Path, shared_data: Path) -> Path:
-    d = tmp_path / "data"
-    d.mkdir()
-    with gzip.open(shared_data / "BTCUSDT-futures-5m.csv.gz", "rt") as src:
-        lines = [next(src) for _ in range(ROWS + 1)]
-    with gzip.open(d / "BTCUSDT-futures-5m.csv.gz", "wt") as dst:
-        dst.writelines(lines)
-    return d
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -3,7 +3,6 @@ served by the fake OpenAI server, recording to Postgres."""
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
@@ -12,20 +11,8 @@ import pytest
 from quorum.commands.decide import parse_time, run_decide
 from quorum.config import load_settings
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
+from tests.integration.ai.conftest import SMALL_ROWS as ROWS
 from tests.unit.ai.factory import vote_json
-
-ROWS = 4000  # ~14 days of 5m bars: enough for 15m/1h indicators (4h ones are flagged short)
-
-
-@pytest.fixture
-def small_data(tmp_path: Path, shared_data: Path) -> Path:
-    d = tmp_path / "data"
-    d.mkdir()
-    with gzip.open(shared_data / "BTCUSDT-futures-5m.csv.gz", "rt") as src:
-        lines = [next(src) for _ in range(ROWS + 1)]
-    with gzip.open(d / "BTCUSDT-futures-5m.csv.gz", "wt") as dst:
-        dst.writelines(lines)
-    return d
 
 
 def test_parse_time() -> None:
