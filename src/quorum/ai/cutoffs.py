@@ -157,3 +157,16 @@ def refusal(labels: Mapping[str, str], start_ms: int, env: Mapping[str, str]) ->
     more = f" (and {len(labels) - 1} more)" if len(labels) > 1 else ""
     return (f"{first}{more} may know what happened after {start}: {known}; start after the cutoff, "
             "or add --allow-contaminated to run anyway with every output labelled")
+
+
+def checked_period(voters: Sequence[str], start_ms: int, allow: bool) -> dict[str, str]:
+    """voter → label for the `voters` that knew a period starting at `start_ms` (settings and
+    `.env` read for the cutoffs); `ContaminatedPeriod` (one line) when there are some and not
+    `allow`, `CutoffError` for a bad cutoff setting."""
+    from quorum.config.values import env_with_dotenv
+
+    env = env_with_dotenv()
+    labels = contamination(voters, start_ms, env)
+    if labels and not allow:
+        raise ContaminatedPeriod(refusal(labels, start_ms, env))
+    return labels

@@ -250,19 +250,13 @@ async def run_demo(settings: Settings, *, data_dir: str, symbols: str, speed: fl
 def _contamination(settings: Settings, start_ms: int, allow: bool) -> dict[str, str] | None:
     """The configured models that knew the replayed period (voter → label); None (after one line
     on stderr) when that is refused — without `--allow-contaminated`, or a bad cutoff setting."""
-    from quorum.ai.cutoffs import CutoffError, contamination, refusal
-    from quorum.config.values import env_with_dotenv
+    from quorum.ai.cutoffs import checked_period
 
-    env = env_with_dotenv()
     try:
-        labels = contamination(list(settings.models), start_ms, env)
-    except CutoffError as exc:
+        return checked_period(list(settings.models), start_ms, allow)
+    except ValueError as exc:  # ContaminatedPeriod, or a bad <PROVIDER>_KNOWLEDGE_CUTOFF
         print(f"error: {exc}", file=sys.stderr)
         return None
-    if labels and not allow:
-        print(f"error: {refusal(labels, start_ms, env)}", file=sys.stderr)
-        return None
-    return labels
 
 
 async def _demo(settings: Settings, stop: StopRequest, *, data_dir: str, symbols: str, speed: float,

@@ -198,18 +198,13 @@ def write_outputs(result: BacktestResult, out_dir: Path) -> None:
 def models_contamination(market: MarketInput, settings: Settings) -> dict[str, str]:
     """voter → label for every configured model whose training data covers the period; refused
     (`BacktestInputError`, one line) unless the request allows it (`--allow-contaminated`)."""
-    from quorum.ai.cutoffs import CutoffError, contamination, refusal
+    from quorum.ai.cutoffs import checked_period
     from quorum.backtest.request import BacktestInputError
-    from quorum.config.values import env_with_dotenv
 
-    env = env_with_dotenv()
     try:
-        labels = contamination(list(settings.models), market.start_ms, env)
-    except CutoffError as exc:
+        return checked_period(list(settings.models), market.start_ms, market.request.allow_contaminated)
+    except ValueError as exc:  # ContaminatedPeriod or a bad <PROVIDER>_KNOWLEDGE_CUTOFF: one line, exit 2
         raise BacktestInputError(str(exc)) from None
-    if labels and not market.request.allow_contaminated:
-        raise BacktestInputError(refusal(labels, market.start_ms, env))
-    return labels
 
 
 async def _own_analysts_table(market: MarketInput, settings: Settings, inputs: list[SymbolInput],

@@ -151,14 +151,9 @@ async def run_decide(settings: Settings, symbol: str, at: int | None, data_dir: 
 
 def _contamination(settings: Settings, time_ms: int, allow: bool) -> dict[str, str]:
     """voter → label for the configured models that knew `time_ms`; refused unless `allow`."""
-    from quorum.ai.cutoffs import ContaminatedPeriod, contamination, refusal
-    from quorum.config.values import env_with_dotenv
+    from quorum.ai.cutoffs import checked_period
 
-    env = env_with_dotenv()
-    labels = contamination(list(settings.models), time_ms, env)
-    if labels and not allow:
-        raise ContaminatedPeriod(refusal(labels, time_ms, env))
-    return labels
+    return checked_period(list(settings.models), time_ms, allow)
 
 
 def _num(x: Any) -> str:

@@ -22,10 +22,6 @@ from quorum.domain.liquidation import bracket_for, isolated_margin, liquidation_
 from quorum.domain.models import Bracket, Regime, Side
 
 
-def finite_positive(*values: float | None) -> bool:
-    return all(v is not None and math.isfinite(v) and v > 0 for v in values)
-
-
 def _decimals(increment: float) -> int:
     return max(0, -int(math.floor(math.log10(increment))) + 2)
 
